@@ -11,6 +11,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -68,10 +69,8 @@ class RosHarness:
     def _spin(self) -> None:
         from rclpy.executors import ExternalShutdownException
 
-        try:
+        with contextlib.suppress(ExternalShutdownException):
             self.executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def add(self, node: Any) -> Any:
         """Register a node with the executor (and for teardown); returns it."""

@@ -109,7 +109,7 @@ def test_serialization_round_trip(msg: object) -> None:
     assert fields(back) == fields(msg)
 
 
-def test_action_chunk_travels_between_nodes(ros) -> None:  # noqa: ANN001 - fixture
+def test_action_chunk_travels_between_nodes(ros) -> None:
     qos = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE,
                      durability=QoSDurabilityPolicy.VOLATILE)
     talker = ros.node("chunk_talker")

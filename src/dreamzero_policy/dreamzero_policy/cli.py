@@ -34,7 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _load(module_name: str):  # noqa: ANN202 - returns a module
+def _load(module_name: str):
     return importlib.import_module(module_name)
 
 

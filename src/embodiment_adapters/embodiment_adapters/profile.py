@@ -181,7 +181,7 @@ def config_dir() -> Path:
             share = Path(get_package_share_directory("dreamzero_policy")) / "config"
             if (share / _PROFILES_SUBDIR).is_dir():
                 return share
-        except (PackageNotFoundError, ValueError, LookupError):
+        except (PackageNotFoundError, ValueError, LookupError, OSError):
             pass
     except ImportError:
         pass

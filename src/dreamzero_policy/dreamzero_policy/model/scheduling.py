@@ -61,7 +61,9 @@ def _check_shift(shift: float) -> float:
 
 
 def training_grid(num_train_timesteps: int = 1000, shift: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training sigma/timestep grid (official ``FlowMatchScheduler(shift, sigma_min=0, extra_one_step=True)``).
+    """The training sigma/timestep grid.
+
+    Official: ``FlowMatchScheduler(shift, sigma_min=0, extra_one_step=True).set_timesteps(N, training=True)``.
 
     sigma_k = shift*u/(1+(shift-1)*u) with u = linspace(1, 0, N+1)[:-1], all in float32; timestep = N * sigma.
     Index 0 is the noisiest (sigma 1, t = N).
@@ -102,7 +104,9 @@ def training_weights(timesteps: torch.Tensor) -> torch.Tensor:
 def inference_grid(
     num_steps: int = 16, shift: float = 5.0, sigma_max: float = 0.999
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The UniPC sampling grid (official ``FlowUniPCMultistepScheduler.set_timesteps(num_steps, shift=shift)``).
+    """The UniPC sampling grid.
+
+    Official: ``FlowUniPCMultistepScheduler(shift=1).set_timesteps(num_steps, shift=shift)``.
 
     sigma_max is rounded to float32 first (the official scheduler reads it back from a float32 tensor), then
     sigmas = shift5(linspace(sigma_max, 0, num_steps + 1)[:-1]) in float64, timesteps = int64(1000 * sigma)
@@ -116,7 +120,8 @@ def inference_grid(
     if not (0.0 < sigma_max <= 1.0):
         raise ValueError(f"sigma_max must be in (0, 1], got {sigma_max}")
     if n > 1 and float(np.float32(sigma_max)) >= 1.0:
-        # log(1 - sigma) is -inf at sigma 1; the multistep coefficients would be NaN. Only 1-step mode may start at 1.
+        # log(1 - sigma) is -inf at sigma 1 and the multistep coefficients would be NaN;
+        # only the 1-step mode may start at 1.
         raise ValueError(
             "sigma_max must be < 1 for a multistep grid (num_steps > 1); use sigma_max=1.0 only with 1 step"
         )
@@ -160,10 +165,11 @@ def dit_step_mask(num_steps: int = 16, num_dit_steps: int = 8) -> torch.Tensor:
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
     """x_t = (1 - sigma) * x0 + sigma * noise.
 
-    ``noise`` has ``x0``'s shape. ``sigma`` is a Python float or a tensor that broadcasts to ``x0`` by the usual
-    right-aligned rule, e.g. [B, 1, 1, 1, 1] per sample or [B, 1, F, 1, 1] per frame for video [B, C, F, H, W],
-    and [B, T, 1] per action token for actions [B, T, D]. A bare [B] is NOT expanded for you (it would align
-    with the last axis); reshape it first. The result always has ``x0``'s shape.
+    ``noise`` has ``x0``'s shape. ``sigma`` is a Python float in [0, 1] or a tensor that broadcasts to
+    ``x0`` by the usual right-aligned rule, e.g. [B, 1, 1, 1, 1] per sample or [B, 1, F, 1, 1] per frame for
+    video [B, C, F, H, W], and [B, T, 1] per action token for actions [B, T, D]. A bare [B] is NOT expanded
+    for you (it would align with the last axis); reshape it first. The result always has ``x0``'s shape.
+    Tensor sigmas are not range-checked (that would force a device sync).
     """
     _check_pair(x0, noise)
     if isinstance(sigma, torch.Tensor):
@@ -175,7 +181,7 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor | float
             ) from exc
         if out_shape != x0.shape:
             raise ValueError(
-                f"sigma of shape {tuple(sigma.shape)} would enlarge x0 {tuple(x0.shape)} to {tuple(out_shape)}"
+                f"sigma of shape {tuple(sigma.shape)} enlarges x0 {tuple(x0.shape)} to {tuple(out_shape)}"
             )
     elif not (0.0 <= float(sigma) <= 1.0):
         raise ValueError(f"sigma must be in [0, 1], got {sigma}")
@@ -227,8 +233,8 @@ class FlowUniPCScheduler:
             raise ValueError(f"sigmas[0] must be < 1 (or <= 1 for a single step), got {s[0].item()}")
         self.sigmas = s
         self.num_steps = n
-        # lambda = log(alpha) - log(sigma) with alpha = 1 - sigma (float32, as the official code computes it per step).
-        # lambda[N] = +inf (sigma 0) and lambda[0] = -inf for sigma 1; both limits give finite order-1 updates.
+        # lambda = log(alpha) - log(sigma), alpha = 1 - sigma, in float32 as the official code computes it.
+        # lambda[N] = +inf (sigma 0), lambda[0] = -inf for sigma 1; both give finite order-1 updates.
         self._lambdas = torch.log(1 - s) - torch.log(s)
         self.reset()
 
@@ -244,9 +250,9 @@ class FlowUniPCScheduler:
         """Advance ``sample`` from sigmas[step_index] to sigmas[step_index + 1].
 
         Args:
-            model_output: flow velocity at (sample, sigmas[step_index]); same shape as ``sample``, leading batch dim.
+            model_output: flow velocity at (sample, sigmas[step_index]); ``sample``'s shape (batch first).
             step_index: must equal the number of steps taken since ``reset``.
-            sample: the current sample x_i (the value this scheduler returned last time, or the initial noise).
+            sample: the current sample x_i (what this scheduler returned last, or the initial noise).
 
         Returns:
             x_{i+1}, same shape and dtype as ``sample``.

@@ -33,13 +33,16 @@ ACTION_SPACES: dict[str, int] = {
 
 @dataclass(frozen=True)
 class CameraSpec:
-    """One camera. ``key`` is the model/protocol view name (e.g. ``exterior_image_1_left``)."""
+    """One camera. ``key`` is the model's view name (e.g. ``exterior_image_1_left``);
+    ``request_key`` the key of its image in a websocket request (RoboArena DROID numbers the
+    exterior views from 0: ``observation/exterior_image_0_left`` is the model's ``exterior_image_1_left``)."""
 
     name: str
     key: str
     topic: str
     compressed: bool = False
     required: bool = True
+    request_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -194,9 +197,10 @@ def _cameras(v: Any) -> tuple[CameraSpec, ...]:
                 topic=_str(_req(c, "topic", p), f"{p}.topic"),
                 compressed=compressed,
                 required=required,
+                request_key=_str(c.get("request_key", f"observation/{c['key']}"), f"{p}.request_key"),
             )
         )
-    for attr in ("name", "key", "topic"):
+    for attr in ("name", "key", "topic", "request_key"):
         values = [getattr(c, attr) for c in cams]
         dupes = sorted({x for x in values if values.count(x) > 1})
         if dupes:
@@ -271,13 +275,13 @@ def parse_io_spec(data: dict[str, Any], stats_override: dict[str, NormStats] | N
     rel = action.get("relative", [])
     if not isinstance(rel, list) or any(n not in names for n in rel):
         raise IoSpecError(f"action.relative: expected a list of names from action.names, got {rel!r}")
-    state_names = (*joints, *([gripper] if gripper else []))
+    state_names = (*joints, *([gripper, "gripper"] if gripper else []))
     missing = [n for n in rel if n not in state_names]
     if missing:
         raise IoSpecError(f"action.relative: {missing} have no matching state value to add back")
     relative = tuple(n in rel for n in names)
 
-    state_dim = len(state_names)
+    state_dim = len(joints) + (1 if gripper else 0)
     norm = data.get("normalization") or {}
     stats = dict(stats_override or {})
     state_stats = stats.get("state") or (_stats(norm["state"], state_dim, "normalization.state")

@@ -3,8 +3,8 @@
 Not a test module: test files import it (``from parity_fixture import PARITY_DIR, load_case``) after putting
 this folder on ``sys.path`` (pytest runs with ``--import-mode=importlib``, which does not do that).
 
-Resolution order: ``$DREAMZERO_PARITY_DIR``; ``<repo>/shared/reference/parity`` (a checkout that carries
-``shared/``); ``<repo>/../shared/reference/parity`` (the usual sibling layout, /work/main next to /work/shared).
+Resolution order: ``$DREAMZERO_PARITY_DIR``; the vendored copy ``<repo>/test/fixtures/reference/parity``;
+``<repo>/shared/reference/parity``; ``<repo>/../shared/reference/parity``.
 A missing fixture raises ``FileNotFoundError`` so the tests fail loudly instead of skipping.
 """
 
@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 _REPO = Path(__file__).resolve().parents[4]
 _CANDIDATES = (
+    _REPO / "test" / "fixtures" / "reference" / "parity",
     _REPO / "shared" / "reference" / "parity",
     _REPO.parent / "shared" / "reference" / "parity",
 )

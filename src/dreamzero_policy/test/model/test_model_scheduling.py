@@ -226,7 +226,7 @@ def test_add_noise_and_target_broadcasting() -> None:
     # x0 is recovered from x_t and the target velocity: x0 = x_t - sigma * v.
     torch.testing.assert_close(xt - sigma * flow_target(x0, noise), x0, rtol=0, atol=1e-6)
     assert torch.equal(add_noise(x0, noise, 0.0), x0)
-    with pytest.raises(ValueError, match="enlarge"):
+    with pytest.raises(ValueError, match="enlarges"):
         add_noise(x0[:, :, :1], noise[:, :, :1], sigma)
     with pytest.raises(ValueError, match="broadcast"):
         add_noise(x0, noise, torch.rand(2))

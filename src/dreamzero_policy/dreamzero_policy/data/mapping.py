@@ -1,0 +1,282 @@
+"""Conversion mappings: which bag topics become which dataset keys (``config/datasets/<name>.yaml``).
+
+A mapping is data, never code: it is parsed with ``yaml.safe_load`` into frozen dataclasses that
+validate themselves, so a typo fails before any bag is read. Schema (all times in seconds)::
+
+    name: droid_franka                 # dataset/mapping name
+    embodiment_tag: oxe_droid          # written to meta/embodiment.json
+    robot_type: franka                 # written to meta/info.json
+    fps: 15                            # dataset frame rate (the resampling grid)
+    align_tolerance_s: 0.0334          # max |grid time - sample stamp|; default half a period
+    action_horizon: 24                 # chunk length used for relative-action statistics
+    min_episode_frames: 2
+    video:                             # video key -> camera topic (Image or CompressedImage)
+      wrist_image_left: {topic: /wrist/image_raw/compressed, width: 320, height: 180}
+    state:                             # state key -> topic + joint names (or array indices)
+      joint_position: {topic: /joint_states, names: [j1, j2], field: position}
+    action:                            # action key -> topic, or the next state of a state key
+      joint_position: {topic: /dreamzero/action_chunk, names: [j1, j2]}
+      gripper_position: {next_state: gripper_position}
+    relative_action: {joint_position: joint_position}   # action key -> state key (or a list)
+    episodes: {split: bag}             # bag | instruction_topic | run_task (+ topic, end_values)
+    instruction: {text: "pick up the cup"}              # or {topic: /instruction} or {file: task.txt}
+    video_encoding: {codec: libx264, crf: 18, preset: veryfast, gop: 2}
+
+Sample times are header stamps; messages without a header (``std_msgs`` arrays, ``String``) use
+the bag's receive time. ``scale``/``offset`` map a value linearly (``v * scale + offset``), e.g.
+to normalise a gripper to 0 = open, 1 = closed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dreamzero_policy.core.errors import MappingError
+
+JOINT_FIELDS = ("position", "velocity", "effort")
+EPISODE_SPLITS = ("bag", "instruction_topic", "run_task")
+
+
+def _check_keys(where: str, data: dict[str, Any], allowed: set[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise MappingError(f"{where}: unknown field '{key}'{hint}; allowed: {sorted(allowed)}")
+
+
+def _as_dict(where: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MappingError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One low-dimensional dataset key read from a topic.
+
+    ``names`` select joints by name (JointState, JointTrajectory, ActionChunk); ``indices`` select
+    elements of array messages (Float64MultiArray); a scalar ``std_msgs/Float64`` needs neither.
+    ``time_offset_s`` shifts the query time; ``None`` means the default for the message kind.
+    """
+
+    key: str
+    topic: str
+    names: tuple[str, ...] = ()
+    indices: tuple[int, ...] = ()
+    field: str = "position"
+    scale: float = 1.0
+    offset: float = 0.0
+    time_offset_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.topic.startswith("/"):
+            raise MappingError(f"'{self.key}': topic '{self.topic}' must be absolute (start with '/')")
+        if self.names and self.indices:
+            raise MappingError(f"'{self.key}': give either names or indices, not both")
+        if len(set(self.names)) != len(self.names):
+            raise MappingError(f"'{self.key}': duplicate joint names {list(self.names)}")
+        if self.field not in JOINT_FIELDS:
+            raise MappingError(f"'{self.key}': field must be one of {JOINT_FIELDS}, got '{self.field}'")
+
+    @property
+    def dim(self) -> int | None:
+        """Number of values, or None when only the message can tell (a scalar is 1)."""
+        return len(self.names) or len(self.indices) or None
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """An action key: read from a topic (``stream``) or the next frame's value of ``next_state``."""
+
+    key: str
+    stream: StreamSpec | None = None
+    next_state: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    key: str
+    topic: str
+    width: int | None = None
+    height: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.width is None) != (self.height is None):
+            raise MappingError(f"video '{self.key}': give both width and height or neither")
+        for v in (self.width, self.height):
+            if v is not None and (v <= 0 or v % 2):
+                raise MappingError(f"video '{self.key}': width/height must be positive and even (H.264 4:2:0)")
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    split: str = "bag"
+    topic: str | None = None
+    end_values: tuple[str, ...] = ("", "idle", "reset", "stop")
+
+    def __post_init__(self) -> None:
+        if self.split not in EPISODE_SPLITS:
+            raise MappingError(f"episodes.split must be one of {EPISODE_SPLITS}, got '{self.split}'")
+        if self.split != "bag" and not self.topic:
+            raise MappingError(f"episodes.split '{self.split}' needs episodes.topic")
+
+
+@dataclass(frozen=True)
+class InstructionSpec:
+    text: str | None = None
+    topic: str | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.text, self.topic, self.file)) > 1:
+            raise MappingError("instruction: give only one of text, topic, file")
+
+
+@dataclass(frozen=True)
+class VideoEncoding:
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "veryfast"
+    gop: int = 2  # short GOPs keep random access cheap for training loaders
+    pix_fmt: str = "yuv420p"
+
+
+@dataclass(frozen=True)
+class Mapping:
+    name: str
+    fps: float
+    video: tuple[VideoSpec, ...]
+    state: tuple[StreamSpec, ...]
+    action: tuple[ActionSpec, ...]
+    embodiment_tag: str = "new_embodiment"
+    robot_type: str = "unknown"
+    align_tolerance_s: float | None = None
+    action_horizon: int = 24
+    min_episode_frames: int = 2
+    relative_action: dict[str, str] = field(default_factory=dict)
+    episodes: EpisodeSpec = EpisodeSpec()
+    instruction: InstructionSpec = InstructionSpec()
+    video_encoding: VideoEncoding = VideoEncoding()
+
+    def __post_init__(self) -> None:
+        if not self.fps > 0:
+            raise MappingError(f"fps must be positive, got {self.fps}")
+        if not self.video:
+            raise MappingError("a mapping needs at least one video key")
+        if self.action_horizon < 1 or self.min_episode_frames < 1:
+            raise MappingError("action_horizon and min_episode_frames must be >= 1")
+        if self.align_tolerance_s is not None and not self.align_tolerance_s > 0:
+            raise MappingError("align_tolerance_s must be positive")
+        for group in (self.video, self.state, self.action):
+            keys = [s.key for s in group]
+            if len(set(keys)) != len(keys):
+                raise MappingError(f"duplicate keys in {keys}")
+        state_keys = {s.key for s in self.state}
+        action_keys = {a.key for a in self.action}
+        for a in self.action:
+            if a.next_state is not None and a.next_state not in state_keys:
+                raise MappingError(f"action '{a.key}': next_state '{a.next_state}' is not a state key {sorted(state_keys)}")
+        for akey, skey in self.relative_action.items():
+            if akey not in action_keys or skey not in state_keys:
+                raise MappingError(f"relative_action {akey} -> {skey}: unknown action or state key")
+
+    @property
+    def tolerance_s(self) -> float:
+        return self.align_tolerance_s if self.align_tolerance_s is not None else 0.5 / self.fps
+
+    @property
+    def period_ns(self) -> float:
+        return 1e9 / self.fps
+
+
+def _stream(key: str, data: dict[str, Any]) -> StreamSpec:
+    _check_keys(key, data, {"topic", "names", "indices", "field", "scale", "offset", "time_offset_s"})
+    if "topic" not in data:
+        raise MappingError(f"'{key}': missing 'topic'")
+    return StreamSpec(
+        key=key,
+        topic=str(data["topic"]),
+        names=tuple(str(n) for n in data.get("names") or ()),
+        indices=tuple(int(i) for i in data.get("indices") or ()),
+        field=str(data.get("field", "position")),
+        scale=float(data.get("scale", 1.0)),
+        offset=float(data.get("offset", 0.0)),
+        time_offset_s=None if data.get("time_offset_s") is None else float(data["time_offset_s"]),
+    )
+
+
+def mapping_from_dict(data: dict[str, Any]) -> Mapping:
+    """Build and validate a :class:`Mapping` from parsed YAML."""
+    data = _as_dict("mapping", data)
+    allowed = {
+        "name", "fps", "video", "state", "action", "embodiment_tag", "robot_type", "align_tolerance_s",
+        "action_horizon", "min_episode_frames", "relative_action", "episodes", "instruction", "video_encoding",
+    }
+    _check_keys("mapping", data, allowed)
+    for required in ("name", "fps", "video"):
+        if required not in data:
+            raise MappingError(f"mapping: missing '{required}'")
+    video = []
+    for key, spec in _as_dict("video", data["video"]).items():
+        spec = {"topic": spec} if isinstance(spec, str) else _as_dict(f"video.{key}", spec)
+        _check_keys(f"video.{key}", spec, {"topic", "width", "height"})
+        video.append(VideoSpec(key=str(key), topic=str(spec["topic"]), width=spec.get("width"), height=spec.get("height")))
+    state = [_stream(str(k), _as_dict(f"state.{k}", v)) for k, v in _as_dict("state", data.get("state") or {}).items()]
+    action = []
+    for key, spec in _as_dict("action", data.get("action") or {}).items():
+        spec = _as_dict(f"action.{key}", spec)
+        if "next_state" in spec:
+            _check_keys(f"action.{key}", spec, {"next_state"})
+            action.append(ActionSpec(key=str(key), next_state=str(spec["next_state"])))
+        else:
+            action.append(ActionSpec(key=str(key), stream=_stream(str(key), spec)))
+    rel = data.get("relative_action") or {}
+    rel_map = {str(k): str(k) for k in rel} if isinstance(rel, list) else {str(k): str(v) for k, v in _as_dict("relative_action", rel).items()}
+    eps = _as_dict("episodes", data.get("episodes") or {})
+    _check_keys("episodes", eps, {"split", "topic", "end_values"})
+    episodes = EpisodeSpec(
+        split=str(eps.get("split", "bag")),
+        topic=eps.get("topic"),
+        end_values=tuple(str(v) for v in eps.get("end_values", EpisodeSpec.end_values)),
+    )
+    ins = _as_dict("instruction", data.get("instruction") or {})
+    _check_keys("instruction", ins, {"text", "topic", "file"})
+    enc = _as_dict("video_encoding", data.get("video_encoding") or {})
+    _check_keys("video_encoding", enc, {"codec", "crf", "preset", "gop", "pix_fmt"})
+    return Mapping(
+        name=str(data["name"]),
+        fps=float(data["fps"]),
+        video=tuple(video),
+        state=tuple(state),
+        action=tuple(action),
+        embodiment_tag=str(data.get("embodiment_tag", "new_embodiment")),
+        robot_type=str(data.get("robot_type", "unknown")),
+        align_tolerance_s=None if data.get("align_tolerance_s") is None else float(data["align_tolerance_s"]),
+        action_horizon=int(data.get("action_horizon", 24)),
+        min_episode_frames=int(data.get("min_episode_frames", 2)),
+        relative_action=rel_map,
+        episodes=episodes,
+        instruction=InstructionSpec(**{k: str(v) for k, v in ins.items()}),
+        video_encoding=VideoEncoding(**enc),
+    )
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    """Load ``config/datasets/<name>.yaml`` (or any path). Raises :class:`MappingError`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise MappingError(f"{path}: cannot read mapping: {exc}") from exc
+    try:
+        return mapping_from_dict(data)
+    except MappingError as exc:
+        raise MappingError(f"{path}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise MappingError(f"{path}: invalid value: {exc}") from exc

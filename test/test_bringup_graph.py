@@ -1,0 +1,60 @@
+"""The bringup graph (used by launch/*.launch.py and the demo runner) is valid data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dreamzero_policy.bringup import RECORD_TOPICS, NodeSpec, bringup_nodes, record_command, sim_nodes
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config"
+
+
+def test_sim_graph_has_sim_policy_and_adapter_with_existing_files() -> None:
+    specs = sim_nodes(backend="inprocess", checkpoint="small", config=CONFIG)
+    assert [(s.package, s.executable) for s in specs] == [
+        ("dreamzero_sim", "sim_robot_node"),
+        ("dreamzero_policy", "policy_node"),
+        ("embodiment_adapters", "adapter_node"),
+    ]
+    for spec in specs:
+        for path in spec.parameter_files:
+            assert path.is_file(), f"{spec.name}: missing parameter file {path}"
+    policy = specs[1]
+    assert policy.lifecycle
+    assert policy.parameters == {"backend": "inprocess", "embodiment": "droid_sim", "checkpoint": "small"}
+    assert specs[2].parameters == {"robot": "droid_franka_sim"}
+
+
+def test_every_launch_file_has_a_launch_description() -> None:
+    files = sorted((REPO / "launch").glob("*.launch.py"))
+    assert {f.name for f in files} >= {"bringup.launch.py", "sim.launch.py", "record.launch.py"}
+    for f in files:
+        text = f.read_text()
+        assert "def generate_launch_description" in text, f.name
+        compile(text, str(f), "exec")
+
+
+def test_unknown_backend_and_robot_are_rejected_with_reason() -> None:
+    with pytest.raises(ValueError, match="backend must be one of"):
+        bringup_nodes("droid_franka", "droid", backend="cloud", config=CONFIG)
+    with pytest.raises(ValueError, match="unknown robot 'nope'.*known robots: .*droid_franka"):
+        bringup_nodes("nope", "droid", config=CONFIG)
+
+
+def test_ros_arguments_match_the_ros2_command_line() -> None:
+    spec = NodeSpec("pkg", "exe", "n", parameter_files=(Path("/a.yaml"),),
+                    parameters={"flag": True, "rate": 15.0}, remappings=(("in", "/x"),))
+    assert spec.ros_arguments() == ["--ros-args", "-r", "__node:=n", "--params-file", "/a.yaml",
+                                    "-p", "flag:=true", "-p", "rate:=15.0", "-r", "in:=/x"]
+
+
+def test_record_command_uses_mcap_with_zstd() -> None:
+    cmd = record_command("out")
+    assert cmd[:3] == ["ros2", "bag", "record"]
+    assert cmd[cmd.index("-s") + 1] == "mcap"
+    assert "zstd" in cmd[cmd.index("--storage-preset-profile") + 1]
+    assert set(RECORD_TOPICS) <= set(cmd)
+    assert "/joint_states" in cmd and "/dreamzero/action_chunk" in cmd
