@@ -1,0 +1,165 @@
+"""Turning low-dimensional messages into timed series: (N,) int64 ns stamps + (N, D) float64 values.
+
+Supported message types (chosen by the bag's type for the topic, not by the mapping):
+
+* ``sensor_msgs/msg/JointState``: joints by name, ``field`` position/velocity/effort, header stamp.
+* ``dreamzero_msgs/msg/ActionChunk``: columns by name; step i is timed ``stamp + (i+1)*step_duration``.
+* ``trajectory_msgs/msg/JointTrajectory``: joints by name; point p at ``stamp + time_from_start``
+  (a zero stamp means "now" to a controller, so the receive time is used instead).
+* ``std_msgs/msg/Float64MultiArray`` / ``Float32MultiArray`` (by ``indices``) and ``Float64`` /
+  ``Float32`` (scalar): no header, so the bag's receive time is used.
+
+Chunks and trajectories are *timed futures*: a newer one replaces the steps of an older one from
+its own first step on (the controller's replace semantics), which flattens them into one series.
+Samples whose stamp does not increase (time going backwards, duplicates) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dreamzero_policy.core.errors import DatasetError, MappingError
+from dreamzero_policy.data.mapping import StreamSpec
+
+TIMED_TYPES = ("dreamzero_msgs/msg/ActionChunk", "trajectory_msgs/msg/JointTrajectory")
+DIRECT_TYPES = (
+    "sensor_msgs/msg/JointState",
+    "std_msgs/msg/Float64MultiArray",
+    "std_msgs/msg/Float32MultiArray",
+    "std_msgs/msg/Float64",
+    "std_msgs/msg/Float32",
+)
+SUPPORTED_TYPES = TIMED_TYPES + DIRECT_TYPES
+
+
+@dataclass
+class Series:
+    """A cleaned, strictly increasing time series for one dataset key."""
+
+    key: str
+    topic: str
+    times: np.ndarray  # (N,) int64 ns
+    values: np.ndarray  # (N, D) float64
+    out_of_order: int  # samples dropped because their stamp did not increase
+    time_source: str  # "header" or "receive"
+    timed: bool  # True for chunk/trajectory futures
+    offset_ns: int = 0  # frame k is read at grid time + offset_ns
+
+    def window(self, start: int | None, end: int | None) -> Series:
+        lo = 0 if start is None else int(np.searchsorted(self.times, start, "left"))
+        hi = len(self.times) if end is None else int(np.searchsorted(self.times, end, "left"))
+        return Series(self.key, self.topic, self.times[lo:hi], self.values[lo:hi], self.out_of_order,
+                      self.time_source, self.timed, self.offset_ns)
+
+
+def stamp_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _select(spec: StreamSpec, names: list[str], where: str) -> np.ndarray:
+    if not spec.names:
+        raise MappingError(f"'{spec.key}': {where} carries named joints; list 'names' in the mapping")
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in spec.names if n not in index]
+    if missing:
+        raise MappingError(f"'{spec.key}': joints {missing} not in {where} (it has {names})")
+    return np.array([index[n] for n in spec.names], dtype=np.intp)
+
+
+def _monotonic(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Keep samples whose stamp exceeds every earlier kept stamp; return the drop count."""
+    if len(times) == 0:
+        return times, values, 0
+    keep = np.empty(len(times), bool)
+    keep[0] = True
+    keep[1:] = times[1:] > np.maximum.accumulate(times)[:-1]
+    return times[keep], values[keep], int((~keep).sum())
+
+
+class SeriesBuilder:
+    """Accumulates one key's samples from deserialised messages of one topic."""
+
+    def __init__(self, spec: StreamSpec, msgtype: str, period_ns: float) -> None:
+        if msgtype not in SUPPORTED_TYPES:
+            raise MappingError(f"'{spec.key}': topic {spec.topic} has type {msgtype}; supported: {SUPPORTED_TYPES}")
+        self.spec, self.msgtype = spec, msgtype
+        self.timed = msgtype in TIMED_TYPES
+        self.receive_time = msgtype.startswith("std_msgs/")
+        default_offset = period_ns if self.timed else 0.0
+        # Timed futures are queried one frame ahead: the action at frame k is the command for
+        # frame k+1, the same meaning as ``next_state`` actions.
+        self.offset_ns = int(round(default_offset if spec.time_offset_s is None else spec.time_offset_s * 1e9))
+        self._times: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+        self._issue: list[int] = []
+        self._cache: tuple[tuple[str, ...], np.ndarray] | None = None
+
+    def _indices(self, names: list[str], where: str) -> np.ndarray:
+        key = tuple(names)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, _select(self.spec, list(names), where))
+        return self._cache[1]
+
+    def add(self, msg: Any, log_time_ns: int) -> None:
+        spec, t = self.spec, self.msgtype
+        if t == "sensor_msgs/msg/JointState":
+            arr = np.asarray(getattr(msg, spec.field), dtype=np.float64)
+            idx = self._indices(list(msg.name), f"{spec.topic} (JointState)")
+            if arr.size != len(msg.name):
+                raise DatasetError(f"{spec.topic}: JointState {spec.field} has {arr.size} values for {len(msg.name)} names")
+            self._push(np.array([stamp_ns(msg.header.stamp)]), arr[idx][None, :], log_time_ns)
+        elif t == "dreamzero_msgs/msg/ActionChunk":
+            idx = self._indices(list(msg.names), f"{spec.topic} (ActionChunk)")
+            h, d = int(msg.horizon), len(msg.names)
+            data = np.asarray(msg.data, dtype=np.float64)
+            if data.size != h * d:
+                raise DatasetError(f"{spec.topic}: ActionChunk {msg.chunk_id} has {data.size} values, horizon*names = {h}*{d}")
+            step = stamp_ns(msg.step_duration)
+            if step <= 0:
+                raise DatasetError(f"{spec.topic}: ActionChunk {msg.chunk_id} has a non-positive step_duration")
+            t0 = stamp_ns(msg.header.stamp)
+            self._push(t0 + step * np.arange(1, h + 1, dtype=np.int64), data.reshape(h, d)[:, idx], t0)
+        elif t == "trajectory_msgs/msg/JointTrajectory":
+            idx = self._indices(list(msg.joint_names), f"{spec.topic} (JointTrajectory)")
+            t0 = stamp_ns(msg.header.stamp) or log_time_ns
+            fld = {"position": "positions", "velocity": "velocities", "effort": "effort"}[spec.field]
+            pts = [np.asarray(getattr(p, fld), dtype=np.float64) for p in msg.points]
+            if not pts or any(p.size != len(msg.joint_names) for p in pts):
+                raise DatasetError(f"{spec.topic}: JointTrajectory without {fld} for every joint in every point")
+            times = np.array([t0 + stamp_ns(p.time_from_start) for p in msg.points], dtype=np.int64)
+            self._push(times, np.stack(pts)[:, idx], t0)
+        else:  # std_msgs arrays and scalars
+            arr = np.atleast_1d(np.asarray(msg.data, dtype=np.float64))
+            if spec.indices:
+                if max(spec.indices) >= arr.size:
+                    raise MappingError(f"'{spec.key}': index {max(spec.indices)} out of range for {arr.size} values on {spec.topic}")
+                arr = arr[list(spec.indices)]
+            self._push(np.array([log_time_ns]), arr[None, :], log_time_ns)
+
+    def _push(self, times: np.ndarray, values: np.ndarray, issue_ns: int) -> None:
+        if not np.isfinite(values).all():
+            raise DatasetError(f"{self.spec.topic}: non-finite value for '{self.spec.key}' at stamp {int(times[0])} ns")
+        if self._values and values.shape[1] != self._values[0].shape[1]:
+            raise DatasetError(f"{self.spec.topic}: '{self.spec.key}' changed width {self._values[0].shape[1]} -> {values.shape[1]}")
+        self._times.append(times.astype(np.int64))
+        self._values.append(values * self.spec.scale + self.spec.offset)
+        self._issue.append(issue_ns)
+
+    def finish(self) -> Series:
+        if not self._times:
+            width = self.spec.dim or 1
+            return Series(self.spec.key, self.spec.topic, np.zeros(0, np.int64), np.zeros((0, width)), 0,
+                          "receive" if self.receive_time else "header", self.timed, self.offset_ns)
+        order = np.argsort(np.array(self._issue), kind="stable") if self.timed else range(len(self._times))
+        times_l = [self._times[i] for i in order]
+        values_l = [self._values[i] for i in order]
+        if self.timed:  # a newer future replaces an older one from its own first step on
+            for i in range(len(times_l) - 1):
+                keep = times_l[i] < times_l[i + 1][0]
+                times_l[i], values_l[i] = times_l[i][keep], values_l[i][keep]
+        times, values, dropped = _monotonic(np.concatenate(times_l), np.concatenate(values_l))
+        return Series(self.spec.key, self.spec.topic, times, values, dropped,
+                      "receive" if self.receive_time else "header", self.timed, self.offset_ns)
