@@ -1,0 +1,99 @@
+"""Pass 1 over a bag: every stamp and low-dimensional value the mapping needs, but no pixels.
+
+Camera messages are not deserialised here: their header stamp is read straight from the CDR
+bytes, and the message's ordinal on its topic is kept so pass 2 can pick the frames. Memory is a
+few numbers per message, independent of image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dreamzero_policy.core.errors import MappingError
+from dreamzero_policy.data.bagio import Bag, header_stamp_ns
+from dreamzero_policy.data.mapping import Mapping
+from dreamzero_policy.data.streams import Series, SeriesBuilder, _monotonic
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+@dataclass
+class BagIndex:
+    """What pass 1 learned about one bag."""
+
+    video: dict[str, Series]  # video key -> stamps, values[:, 0] = message ordinal on the topic
+    state: dict[str, Series]
+    action: dict[str, Series]  # only topic-sourced action keys that have messages
+    missing_action_topics: list[str]
+    instruction_events: list[tuple[int, str]] = field(default_factory=list)
+    episode_events: list[tuple[int, str]] = field(default_factory=list)  # instruction_topic split
+    status_events: list[tuple[int, bytes, int]] = field(default_factory=list)  # run_task split
+    topics: dict[str, tuple[str, int]] = field(default_factory=dict)  # topic -> (type, count)
+
+
+def build_index(bag: Bag, mapping: Mapping, progress: Callable[[int], None] | None = None) -> BagIndex:
+    """Read the mapped topics once; raises MappingError when the bag does not fit the mapping."""
+    topics = bag.topics()
+    available = ", ".join(sorted(topics)) or "(none)"
+
+    def need(topic: str, what: str, types: tuple[str, ...] | None = None) -> str:
+        if topic not in topics:
+            raise MappingError(f"{bag.path}: {what} topic {topic} is not in the bag (topics: {available})")
+        if types and topics[topic].msgtype not in types:
+            raise MappingError(f"{bag.path}: {what} topic {topic} has type {topics[topic].msgtype}, expected {types}")
+        return topics[topic].msgtype
+
+    for v in mapping.video:
+        need(v.topic, f"video '{v.key}'", IMAGE_TYPES)
+    builders: dict[str, list[tuple[str, SeriesBuilder]]] = {}
+    for s in mapping.state:
+        builders.setdefault(s.topic, []).append(("state", SeriesBuilder(s, need(s.topic, f"state '{s.key}'"), mapping.period_ns)))
+    missing_actions = []
+    for a in mapping.action:
+        if a.stream is None:
+            continue
+        if a.stream.topic not in topics or topics[a.stream.topic].count == 0:
+            missing_actions.append(a.stream.topic)
+            continue
+        builders.setdefault(a.stream.topic, []).append(("action", SeriesBuilder(a.stream, topics[a.stream.topic].msgtype, mapping.period_ns)))
+    ins_topic = mapping.instruction.topic
+    if ins_topic:
+        need(ins_topic, "instruction", ("std_msgs/msg/String",))
+    ep = mapping.episodes
+    if ep.split == "instruction_topic":
+        need(str(ep.topic), "episode", ("std_msgs/msg/String",))
+    elif ep.split == "run_task":
+        need(str(ep.topic), "episode", ("action_msgs/msg/GoalStatusArray",))
+
+    video_topics = {v.topic for v in mapping.video}
+    stamps: dict[str, list[int]] = {t: [] for t in video_topics}
+    index = BagIndex({}, {}, {}, missing_actions, topics={t: (i.msgtype, i.count) for t, i in topics.items()})
+    wanted = video_topics | set(builders) | {t for t in (ins_topic, ep.topic) if t}
+    for conn, log_t, raw in bag.read(wanted, progress):
+        topic = conn.topic
+        if topic in video_topics:
+            stamps[topic].append(header_stamp_ns(raw))
+        if topic in builders:
+            msg = bag.deserialize(raw, conn.msgtype)
+            for _, b in builders[topic]:
+                b.add(msg, log_t)
+        if topic in (ins_topic, ep.topic) and conn.msgtype == "std_msgs/msg/String":
+            text = str(bag.deserialize(raw, conn.msgtype).data)
+            if topic == ins_topic:
+                index.instruction_events.append((log_t, text))
+            if topic == ep.topic:
+                index.episode_events.append((log_t, text))
+        elif topic == ep.topic and ep.split == "run_task":
+            for st in bag.deserialize(raw, conn.msgtype).status_list:
+                index.status_events.append((log_t, bytes(np.asarray(st.goal_info.goal_id.uuid, np.uint8)), int(st.status)))
+    for v in mapping.video:
+        t = np.asarray(stamps[v.topic], dtype=np.int64)
+        times, ordinals, dropped = _monotonic(t, np.arange(len(t), dtype=np.float64)[:, None])
+        index.video[v.key] = Series(v.key, v.topic, times, ordinals, dropped, "header", False)
+    for blist in builders.values():
+        for role, b in blist:
+            (index.state if role == "state" else index.action)[b.spec.key] = b.finish()
+    return index
