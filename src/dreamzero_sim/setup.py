@@ -5,7 +5,17 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 PACKAGE = "dreamzero_sim"
-MODELS = sorted(p.as_posix() for p in Path("models").rglob("*") if p.is_file())
+
+
+def _tree_data_files(root: str) -> list[tuple[str, list[str]]]:
+    """One data_files entry per folder under ``root``, so nested files keep their folders
+    (MJCF ``<include>`` paths are relative to the including file)."""
+    groups: dict[str, list[str]] = {}
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file():
+            groups.setdefault(f"share/{PACKAGE}/{path.parent.as_posix()}", []).append(path.as_posix())
+    return sorted(groups.items())
+
 
 setup(
     name=PACKAGE,
@@ -14,7 +24,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
-        (f"share/{PACKAGE}/models", MODELS),
+        *_tree_data_files("models"),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -19,9 +19,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "dreamzero_policy.backends.serve",
         "serve a model over the openpi/DreamZero websocket protocol",
     ),
-    "bag2dataset": (
+    "data": (
         "dreamzero_policy.data.cli",
-        "convert rosbags (MCAP/sqlite3) into a DreamZero/LeRobot training dataset",
+        "rosbags (MCAP/sqlite3) -> DreamZero/LeRobot training datasets: convert, inspect",
     ),
     "train": (
         "dreamzero_policy.training.cli",

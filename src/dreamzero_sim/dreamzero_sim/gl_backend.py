@@ -73,7 +73,8 @@ def select_gl_backend(environ: MutableMapping[str, str] | None = None, timeout_s
         return GLBackend(chosen, f"MUJOCO_GL={chosen} set by the user")
     if "mujoco" in sys.modules:
         return GLBackend(
-            None, "mujoco was imported before MUJOCO_GL was chosen (import dreamzero_sim.sim_core first, or set MUJOCO_GL)"
+            None,
+            "mujoco was imported before MUJOCO_GL was chosen (import dreamzero_sim.sim_core first, or set MUJOCO_GL)",
         )
     failures = []
     for backend in _CANDIDATES:

@@ -263,9 +263,7 @@ class CameraRenderer:
         SceneError / ValueError: unknown camera or a non-positive size.
     """
 
-    def __init__(
-        self, model: mujoco.MjModel, width: int, height: int, cameras: Sequence[str] = CAMERA_NAMES
-    ) -> None:
+    def __init__(self, model: mujoco.MjModel, width: int, height: int, cameras: Sequence[str] = CAMERA_NAMES) -> None:
         from dreamzero_sim.errors import RenderingUnavailableError
 
         if width <= 0 or height <= 0:

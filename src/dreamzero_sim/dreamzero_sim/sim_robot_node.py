@@ -79,7 +79,9 @@ class SimRobotNode(Node):
         # ROS time = sim time + offset; 0 with /clock, else re-measured every physics tick so that
         # stamps track the wall clock even when physics lags.
         self._offset_ns = 0 if p["publish_clock"] else self.get_clock().now().nanoseconds - self._sim_ns()
-        self._anchor = (time.monotonic(), self.sim.time)
+        # (wall, sim) time pair that paces physics; set on the first tick so that start-up work
+        # (the renderer's GL context) is not mistaken for physics lag.
+        self._anchor: tuple[float, float] | None = None
         self._js_period = 1.0 / p["joint_state_rate_hz"]
         self._next_js = self.sim.time
 
@@ -104,44 +106,50 @@ class SimRobotNode(Node):
         self.create_timer(1.0 / p["physics_rate_hz"], self._on_physics_tick)
         self.get_logger().info(
             f"sim robot up: scene {self.sim.scene_path}, cameras {list(self._image_pubs)} at "
-            f"{p['camera_rate_hz']} Hz {p['image_width']}x{p['image_height']}, clock={'sim' if p['publish_clock'] else 'wall'}"
+            f"{p['camera_rate_hz']} Hz {p['image_width']}x{p['image_height']}, "
+            f"clock={'sim' if p['publish_clock'] else 'wall'}"
         )
 
     # --- time ---------------------------------------------------------------------------------
 
     def _sim_ns(self) -> int:
-        return int(round(self.sim.time * 1e9))
+        return round(self.sim.time * 1e9)
 
     def _ros_ns(self, sim_time: float) -> int:
-        return int(round(sim_time * 1e9)) + self._offset_ns
+        return round(sim_time * 1e9) + self._offset_ns
 
     # --- physics ------------------------------------------------------------------------------
 
     def _on_physics_tick(self) -> None:
         rtf = self._p["realtime_factor"]
         wall = time.monotonic()
-        samples = []
         with self._lock:
+            if self._anchor is None:
+                self._anchor = (wall, self.sim.time)
             wall0, sim0 = self._anchor
             target = sim0 + rtf * (wall - wall0)
             max_steps = int(_MAX_LAG_S * rtf / self.sim.timestep) + 1
             self.sim.advance_to(target, max_steps=max_steps)
             if target - self.sim.time > _MAX_LAG_S * rtf:
-                self.get_logger().warning("physics cannot keep up with real time; dropping backlog", throttle_duration_sec=5.0)
+                self.get_logger().warning(
+                    "physics cannot keep up with real time; dropping backlog", throttle_duration_sec=5.0
+                )
                 self._anchor = (wall, self.sim.time)
-            # Publish every joint-state instant that fell due in this tick (usually one).
-            while self.sim.time + 1e-9 >= self._next_js:
-                samples.append(self.sim.joint_state())
-                self._next_js += self._js_period
-            if self._next_js < self.sim.time:  # long stall: don't burst old samples
-                self._next_js = self.sim.time + self._js_period
+            # Physics advances in whole 2 ms steps on a jittery timer, so a strict "due" test would
+            # skip instants; half a period of slack keeps the nominal rate, and the debt is capped
+            # at one period so a stall never produces a burst of stale samples.
+            sample = None
+            if self.sim.time + 0.5 * self._js_period >= self._next_js:
+                sample = self.sim.joint_state()
+                self._next_js = max(self._next_js + self._js_period, self.sim.time)
+            sim_ns = self._sim_ns()
             sim_ns = self._sim_ns()
         if self._clock_pub is None:
             self._offset_ns = self.get_clock().now().nanoseconds - sim_ns
         else:
             self._clock_pub.publish(Clock(clock=conv.time_msg(sim_ns)))
-        if samples:
-            self._js_pub.publish(conv.joint_state_msg(samples[-1], self._ros_ns(samples[-1].time)))
+        if sample is not None:
+            self._js_pub.publish(conv.joint_state_msg(sample, self._ros_ns(sample.time)))
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -179,7 +187,9 @@ class SimRobotNode(Node):
     def _start_renderer(self) -> None:
         ready = threading.Event()
         errors: list[BaseException] = []
-        self._render_thread = threading.Thread(target=self._render_loop, args=(ready, errors), name="sim_render", daemon=True)
+        self._render_thread = threading.Thread(
+            target=self._render_loop, args=(ready, errors), name="sim_render", daemon=True
+        )
         self._render_thread.start()
         if not ready.wait(_RENDER_START_TIMEOUT_S):
             errors.append(SimError(f"the renderer did not start within {_RENDER_START_TIMEOUT_S} s"))
@@ -200,7 +210,7 @@ class SimRobotNode(Node):
         period = 1.0 / p["camera_rate_hz"]
         next_t = time.monotonic()
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and self.context.ok():
                 with self._lock:
                     snap = self.sim.snapshot()
                 images = renderer.render(snap)
@@ -213,8 +223,11 @@ class SimRobotNode(Node):
                 # Skip frames rather than queue them when rendering is slower than the rate.
                 next_t = max(next_t + period, time.monotonic())
                 self._stop.wait(max(0.0, next_t - time.monotonic()))
-        except Exception as exc:  # keep physics alive, but say loudly why images stopped
-            self.get_logger().error(f"camera rendering stopped: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            # A publish racing rclpy's shutdown (Ctrl-C) is not an error; anything else is, and
+            # physics keeps running, so say loudly why images stopped.
+            if self.context.ok() and not self._stop.is_set():
+                self.get_logger().error(f"camera rendering stopped: {type(exc).__name__}: {exc}")
         finally:
             renderer.close()
 
@@ -231,18 +244,22 @@ class SimRobotNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``sim_robot_node``."""
+    # rclpy 7.1 (Jazzy wheels) has no context-manager form of init(); shut down by hand, in order.
+    rclpy.init(args=args)
+    node: SimRobotNode | None = None
+    executor = SingleThreadedExecutor()
     try:
-        with rclpy.init(args=args):
-            node = SimRobotNode()
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            try:
-                executor.spin()
-            finally:
-                executor.shutdown()
-                node.destroy_node()
+        node = SimRobotNode()
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    finally:
+        executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
     return 0
 
 

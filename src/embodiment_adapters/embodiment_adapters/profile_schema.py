@@ -156,7 +156,8 @@ def _kinematics(ctx: _Ctx, raw: Any, where: str, joints: dict[str, JointSpec]) -
             axis = ctx.vec3(lm, "axis", lw, [0.0, 0.0, 1.0])
             if math.hypot(*axis) < 1e-9:
                 raise ctx.fail(f"{lw}.axis", "must be a non-zero vector")
-            links.append(LinkSpec(xyz=ctx.vec3(lm, "xyz", lw, [0, 0, 0]), rpy=ctx.vec3(lm, "rpy", lw, [0, 0, 0]), axis=axis))
+            xyz, rpy = ctx.vec3(lm, "xyz", lw, [0, 0, 0]), ctx.vec3(lm, "rpy", lw, [0, 0, 0])
+            links.append(LinkSpec(xyz=xyz, rpy=rpy, axis=axis))
         else:
             lm = ctx.mapping(lr, lw, {"a", "d", "alpha", "theta_offset"})
             links.append(
@@ -170,14 +171,17 @@ def _kinematics(ctx: _Ctx, raw: Any, where: str, joints: dict[str, JointSpec]) -
     return KinematicsSpec(
         prefix=prefix, base_frame=ctx.string(m, "base_frame", where), tip_frame=ctx.string(m, "tip_frame", where),
         convention=convention, joints=tuple(chain), links=tuple(links),
-        tool_xyz=ctx.vec3(tool, "xyz", f"{where}.tool", [0, 0, 0]), tool_rpy=ctx.vec3(tool, "rpy", f"{where}.tool", [0, 0, 0]),
+        tool_xyz=ctx.vec3(tool, "xyz", f"{where}.tool", [0, 0, 0]),
+        tool_rpy=ctx.vec3(tool, "rpy", f"{where}.tool", [0, 0, 0]),
     )
 
 
 def parse_profile(raw: Any, source: str) -> RobotProfile:
     """Validate ``raw`` (parsed YAML) and build the profile; raises :class:`ProfileError` naming the field."""
     ctx = _Ctx(source)
-    m = ctx.mapping(raw, "(top level)", _TOP_KEYS)
+    if not isinstance(raw, dict):
+        raise ctx.fail("(top level)", f"must be a mapping, got {type(raw).__name__}")
+    m = ctx.mapping(raw, "", _TOP_KEYS)
     name = ctx.string(m, "name", "")
     units = ctx.string(m, "units", "", "rad")
     if units not in ("rad", "deg"):
@@ -229,8 +233,10 @@ def parse_profile(raw: Any, source: str) -> RobotProfile:
         try:
             spaces.append(ActionSpace.from_name(str(s)))
         except KeyError:
-            raise ctx.fail(f"action_spaces[{i}]", f"must be one of {[a.name.lower() for a in ActionSpace]}, got {s!r}") from None
-    kin = tuple(_kinematics(ctx, k, f"kinematics[{i}]", by_name) for i, k in enumerate(ctx.seq(m, "kinematics", "", [], False)))
+            known = [a.name.lower() for a in ActionSpace]
+            raise ctx.fail(f"action_spaces[{i}]", f"must be one of {known}, got {s!r}") from None
+    kin_raw = ctx.seq(m, "kinematics", "", [], False)
+    kin = tuple(_kinematics(ctx, k, f"kinematics[{i}]", by_name) for i, k in enumerate(kin_raw))
     if any(s in (ActionSpace.EEF_POSE, ActionSpace.EEF_POSE_DELTA) for s in spaces) and not kin:
         raise ctx.fail("kinematics", "required for end-effector action spaces (eef_pose, eef_pose_delta)")
     if len({k.prefix for k in kin}) != len(kin):

@@ -32,7 +32,7 @@ def pack(obj: Any) -> bytes:
 def unpack(data: bytes) -> Any:
     try:
         return msgpack_numpy.unpackb(data)
-    except Exception as exc:  # noqa: BLE001 - msgpack raises several unrelated types
+    except Exception as exc:  # msgpack raises several unrelated types
         raise BackendError(f"malformed msgpack frame: {type(exc).__name__}: {exc}") from exc
 
 

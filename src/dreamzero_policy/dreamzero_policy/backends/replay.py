@@ -54,7 +54,7 @@ def read_action_chunks(bag: str | Path, topic: str = "/dreamzero/action_chunk") 
                 })
     except BackendError:
         raise
-    except Exception as exc:  # noqa: BLE001 - rosbags raises many reader-specific errors
+    except Exception as exc:  # rosbags raises many reader-specific errors
         raise BackendError(f"replay: cannot read {path}: {type(exc).__name__}: {exc}") from exc
     if not out:
         raise BackendError(f"replay: {path} has no messages on {topic!r}")

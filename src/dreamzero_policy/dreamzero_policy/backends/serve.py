@@ -84,7 +84,7 @@ class PolicyServer:
                     conn.close(1011, "backend error")
                     return
                 continue
-            except Exception as exc:  # noqa: BLE001 - report, log the traceback, close like the official server
+            except Exception as exc:  # report, log the traceback, close like the official server
                 log.exception("policy server failure")
                 self._send(conn, f"{ERROR_PREFIX}internal error: {type(exc).__name__}: {exc}")
                 conn.close(1011, "internal error")

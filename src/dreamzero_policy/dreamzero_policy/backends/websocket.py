@@ -9,6 +9,7 @@ read as the answer to the next request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -54,6 +55,7 @@ class WebsocketBackend:
             additional_headers=self._headers,
             # The server may be busy for seconds inside one inference: be patient with pings.
             ping_interval=60, ping_timeout=600,
+            legacy=True,  # a long-lived connection object, not a context manager
         )
         try:
             hello = conn.recv(timeout=self.connect_timeout_s)
@@ -90,10 +92,8 @@ class WebsocketBackend:
 
     def _drop(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken socket may fail in many ways
                 self._conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken socket may fail in many ways
-                pass
         self._conn = None
 
     def _request(self, payload: dict[str, Any]) -> Any:
@@ -121,8 +121,8 @@ class WebsocketBackend:
     def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
         reply = self._request({**obs, "endpoint": "infer"})
         if isinstance(reply, str):
-            if self._conn is not None and self._conn.state.name != "OPEN":
-                self._drop()
+            # The official server closes after an error frame (ours may not): start clean next call.
+            self._drop()
             raise BackendError(f"policy server error: {reply[:2000]}")
         result = response_to_result(unpack(reply))
         result["actions"] = check_actions(result, self.action_dim)

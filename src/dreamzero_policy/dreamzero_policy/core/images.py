@@ -53,6 +53,7 @@ _RAW_ENCODINGS: dict[str, tuple[int, int, int | None]] = {
 
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_RAW_ENCODINGS)
 
+
 def _payload(data: Any) -> np.ndarray:
     """The ``data`` field as a flat uint8 array without copying when possible."""
     if isinstance(data, np.ndarray):
@@ -96,9 +97,7 @@ def decode_image(msg: Any) -> np.ndarray:
     step = int(_field(msg, "step"))
     key = encoding if encoding in _RAW_ENCODINGS else encoding.lower()
     if key not in _RAW_ENCODINGS:
-        raise ImageDecodeError(
-            f"unsupported image encoding '{encoding}' (supported: {', '.join(SUPPORTED_ENCODINGS)})"
-        )
+        raise ImageDecodeError(f"unsupported image encoding '{encoding}' (supported: {', '.join(SUPPORTED_ENCODINGS)})")
     if height <= 0 or width <= 0:
         raise ImageDecodeError(f"image has an empty size {width}x{height}")
     channels, depth, conversion = _RAW_ENCODINGS[key]

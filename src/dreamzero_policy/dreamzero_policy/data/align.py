@@ -34,9 +34,16 @@ class AlignReport:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "key": self.key, "topic": self.topic, "samples": self.samples, "out_of_order_dropped": self.out_of_order,
-            "max_align_error_s": self.max_error_s, "mean_align_error_s": self.mean_error_s, "held_frames": self.held,
-            "gaps_beyond_tolerance": len(self.gaps), "first_gaps_s": self.gaps[:10], "time_source": self.time_source,
+            "key": self.key,
+            "topic": self.topic,
+            "samples": self.samples,
+            "out_of_order_dropped": self.out_of_order,
+            "max_align_error_s": self.max_error_s,
+            "mean_align_error_s": self.mean_error_s,
+            "held_frames": self.held,
+            "gaps_beyond_tolerance": len(self.gaps),
+            "first_gaps_s": self.gaps[:10],
+            "time_source": self.time_source,
         }
 
 
@@ -69,9 +76,14 @@ def align(series: Series, grid: np.ndarray, fps: float, tolerance_s: float) -> t
     gap = err > tolerance_s + 1e-9
     t0 = int(grid[0]) if len(grid) else 0
     report = AlignReport(
-        key=series.key, topic=series.topic, samples=len(series.times), out_of_order=series.out_of_order,
-        max_error_s=float(err.max()) if len(err) else 0.0, mean_error_s=float(err.mean()) if len(err) else 0.0,
-        held=int((err > 0.5 / fps + 1e-9).sum()), gaps=[round((int(g) - t0) / 1e9, 6) for g in grid[gap]],
+        key=series.key,
+        topic=series.topic,
+        samples=len(series.times),
+        out_of_order=series.out_of_order,
+        max_error_s=float(err.max()) if len(err) else 0.0,
+        mean_error_s=float(err.mean()) if len(err) else 0.0,
+        held=int((err > 0.5 / fps + 1e-9).sum()),
+        gaps=[round((int(g) - t0) / 1e9, 6) for g in grid[gap]],
         time_source=series.time_source,
     )
     return idx, report

@@ -15,7 +15,7 @@ import numpy as np
 from dreamzero_policy.core.errors import MappingError
 from dreamzero_policy.data.bagio import Bag, header_stamp_ns
 from dreamzero_policy.data.mapping import Mapping
-from dreamzero_policy.data.streams import Series, SeriesBuilder, _monotonic
+from dreamzero_policy.data.streams import Series, SeriesBuilder, drop_non_increasing
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
@@ -50,7 +50,9 @@ def build_index(bag: Bag, mapping: Mapping, progress: Callable[[int], None] | No
         need(v.topic, f"video '{v.key}'", IMAGE_TYPES)
     builders: dict[str, list[tuple[str, SeriesBuilder]]] = {}
     for s in mapping.state:
-        builders.setdefault(s.topic, []).append(("state", SeriesBuilder(s, need(s.topic, f"state '{s.key}'"), mapping.period_ns)))
+        builders.setdefault(s.topic, []).append(
+            ("state", SeriesBuilder(s, need(s.topic, f"state '{s.key}'"), mapping.period_ns))
+        )
     missing_actions = []
     for a in mapping.action:
         if a.stream is None:
@@ -58,7 +60,9 @@ def build_index(bag: Bag, mapping: Mapping, progress: Callable[[int], None] | No
         if a.stream.topic not in topics or topics[a.stream.topic].count == 0:
             missing_actions.append(a.stream.topic)
             continue
-        builders.setdefault(a.stream.topic, []).append(("action", SeriesBuilder(a.stream, topics[a.stream.topic].msgtype, mapping.period_ns)))
+        builders.setdefault(a.stream.topic, []).append(
+            ("action", SeriesBuilder(a.stream, topics[a.stream.topic].msgtype, mapping.period_ns))
+        )
     ins_topic = mapping.instruction.topic
     if ins_topic:
         need(ins_topic, "instruction", ("std_msgs/msg/String",))
@@ -88,10 +92,12 @@ def build_index(bag: Bag, mapping: Mapping, progress: Callable[[int], None] | No
                 index.episode_events.append((log_t, text))
         elif topic == ep.topic and ep.split == "run_task":
             for st in bag.deserialize(raw, conn.msgtype).status_list:
-                index.status_events.append((log_t, bytes(np.asarray(st.goal_info.goal_id.uuid, np.uint8)), int(st.status)))
+                index.status_events.append(
+                    (log_t, bytes(np.asarray(st.goal_info.goal_id.uuid, np.uint8)), int(st.status))
+                )
     for v in mapping.video:
         t = np.asarray(stamps[v.topic], dtype=np.int64)
-        times, ordinals, dropped = _monotonic(t, np.arange(len(t), dtype=np.float64)[:, None])
+        times, ordinals, dropped = drop_non_increasing(t, np.arange(len(t), dtype=np.float64)[:, None])
         index.video[v.key] = Series(v.key, v.topic, times, ordinals, dropped, "header", False)
     for blist in builders.values():
         for role, b in blist:

@@ -48,7 +48,9 @@ def data_path(root: Path, episode: int) -> Path:
 
 
 def video_path(root: Path, episode: int, key: str) -> Path:
-    return root / VIDEO_PATH.format(episode_chunk=episode // CHUNK_SIZE, video_key=video_column(key), episode_index=episode)
+    return root / VIDEO_PATH.format(
+        episode_chunk=episode // CHUNK_SIZE, video_key=video_column(key), episode_index=episode
+    )
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -74,7 +76,9 @@ class DatasetWriter:
         self.mapping = mapping
         self.overwrite = overwrite
         if self.root.exists() and not overwrite:
-            raise DatasetError(f"{self.root} already exists; pass --overwrite to replace it (it is only replaced on success)")
+            raise DatasetError(
+                f"{self.root} already exists; pass --overwrite to replace it (it is only replaced on success)"
+            )
         self.stage = self.root.parent / f".{self.root.name}.partial-{os.getpid()}"
         if self.stage.exists():
             shutil.rmtree(self.stage)
@@ -87,8 +91,13 @@ class DatasetWriter:
         return self.tasks.setdefault(text, len(self.tasks))
 
     def write_episode(
-        self, episode: int, instruction: str, state: np.ndarray | None, action: np.ndarray | None,
-        sync: dict[str, np.ndarray], extra: dict[str, Any],
+        self,
+        episode: int,
+        instruction: str,
+        state: np.ndarray | None,
+        action: np.ndarray | None,
+        sync: dict[str, np.ndarray],
+        extra: dict[str, Any],
     ) -> None:
         """Write one episode's parquet; ``sync['stamp_ns']`` is the (T,) grid, other entries per key."""
         n = len(sync["stamp_ns"])
@@ -112,7 +121,9 @@ class DatasetWriter:
         self.total_frames += n
         self.episodes.append({"episode_index": episode, "tasks": [instruction], "length": n, **extra})
 
-    def _features(self, state_names: list[str], action_names: list[str], sizes: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    def _features(
+        self, state_names: list[str], action_names: list[str], sizes: dict[str, tuple[int, int]]
+    ) -> dict[str, Any]:
         feats: dict[str, Any] = {}
         if state_names:
             feats["observation.state"] = {"dtype": "float32", "shape": [len(state_names)], "names": state_names}
@@ -121,9 +132,16 @@ class DatasetWriter:
         for key, (w, h) in sizes.items():
             enc = self.mapping.video_encoding
             feats[video_column(key)] = {
-                "dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"],
-                "video_info": {"video.fps": self.mapping.fps, "video.codec": "h264" if "264" in enc.codec else enc.codec,
-                               "video.pix_fmt": enc.pix_fmt, "video.is_depth_map": False, "has_audio": False},
+                "dtype": "video",
+                "shape": [h, w, 3],
+                "names": ["height", "width", "channels"],
+                "video_info": {
+                    "video.fps": self.mapping.fps,
+                    "video.codec": "h264" if "264" in enc.codec else enc.codec,
+                    "video.pix_fmt": enc.pix_fmt,
+                    "video.is_depth_map": False,
+                    "has_audio": False,
+                },
             }
         feats[LANGUAGE_COLUMN] = {"dtype": "string", "shape": [1]}
         for name in ("frame_index", "episode_index", "index", "task_index"):
@@ -131,10 +149,19 @@ class DatasetWriter:
         feats["timestamp"] = {"dtype": "float32", "shape": [1]}
         return feats
 
-    def _modality(self, state_slices: dict[str, tuple[int, int]], action_slices: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    def _modality(
+        self, state_slices: dict[str, tuple[int, int]], action_slices: dict[str, tuple[int, int]]
+    ) -> dict[str, Any]:
         def entry(column: str, span: tuple[int, int]) -> dict[str, Any]:
-            return {"original_key": column, "start": span[0], "end": span[1], "rotation_type": None,
-                    "absolute": True, "dtype": "float32", "range": None}
+            return {
+                "original_key": column,
+                "start": span[0],
+                "end": span[1],
+                "rotation_type": None,
+                "absolute": True,
+                "dtype": "float32",
+                "range": None,
+            }
 
         return {
             "state": {k: entry("observation.state", s) for k, s in state_slices.items()},
@@ -144,21 +171,38 @@ class DatasetWriter:
         }
 
     def write_meta(
-        self, state_slices: dict[str, tuple[int, int]], action_slices: dict[str, tuple[int, int]],
-        state_names: list[str], action_names: list[str], video_sizes: dict[str, tuple[int, int]],
-        stats: dict[str, Any], relative_stats: dict[str, Any], report: dict[str, Any],
+        self,
+        state_slices: dict[str, tuple[int, int]],
+        action_slices: dict[str, tuple[int, int]],
+        state_names: list[str],
+        action_names: list[str],
+        video_sizes: dict[str, tuple[int, int]],
+        stats: dict[str, Any],
+        relative_stats: dict[str, Any],
+        report: dict[str, Any],
     ) -> None:
         meta = self.stage / "meta"
         n_eps = len(self.episodes)
         fps: float | int = int(self.mapping.fps) if float(self.mapping.fps).is_integer() else self.mapping.fps
-        _write_json(meta / "info.json", {
-            "codebase_version": "v2.1", "robot_type": self.mapping.robot_type, "total_episodes": n_eps,
-            "total_frames": self.total_frames, "total_tasks": len(self.tasks), "total_videos": n_eps * len(self.mapping.video),
-            "total_chunks": (n_eps + CHUNK_SIZE - 1) // CHUNK_SIZE, "chunks_size": CHUNK_SIZE, "fps": fps,
-            "splits": {"train": f"0:{n_eps}"}, "data_path": DATA_PATH, "video_path": VIDEO_PATH,
-            "features": self._features(state_names, action_names, video_sizes),
-            "video_only_episodes": [e["episode_index"] for e in self.episodes if e.get("video_only")],
-        })
+        _write_json(
+            meta / "info.json",
+            {
+                "codebase_version": "v2.1",
+                "robot_type": self.mapping.robot_type,
+                "total_episodes": n_eps,
+                "total_frames": self.total_frames,
+                "total_tasks": len(self.tasks),
+                "total_videos": n_eps * len(self.mapping.video),
+                "total_chunks": (n_eps + CHUNK_SIZE - 1) // CHUNK_SIZE,
+                "chunks_size": CHUNK_SIZE,
+                "fps": fps,
+                "splits": {"train": f"0:{n_eps}"},
+                "data_path": DATA_PATH,
+                "video_path": VIDEO_PATH,
+                "features": self._features(state_names, action_names, video_sizes),
+                "video_only_episodes": [e["episode_index"] for e in self.episodes if e.get("video_only")],
+            },
+        )
         _write_json(meta / "modality.json", self._modality(state_slices, action_slices))
         _write_json(meta / "embodiment.json", {"embodiment_tag": self.mapping.embodiment_tag})
         _write_json(meta / "stats.json", stats)

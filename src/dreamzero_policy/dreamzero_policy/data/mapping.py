@@ -181,7 +181,9 @@ class Mapping:
         action_keys = {a.key for a in self.action}
         for a in self.action:
             if a.next_state is not None and a.next_state not in state_keys:
-                raise MappingError(f"action '{a.key}': next_state '{a.next_state}' is not a state key {sorted(state_keys)}")
+                raise MappingError(
+                    f"action '{a.key}': next_state '{a.next_state}' is not a state key {sorted(state_keys)}"
+                )
         for akey, skey in self.relative_action.items():
             if akey not in action_keys or skey not in state_keys:
                 raise MappingError(f"relative_action {akey} -> {skey}: unknown action or state key")
@@ -215,8 +217,20 @@ def mapping_from_dict(data: dict[str, Any]) -> Mapping:
     """Build and validate a :class:`Mapping` from parsed YAML."""
     data = _as_dict("mapping", data)
     allowed = {
-        "name", "fps", "video", "state", "action", "embodiment_tag", "robot_type", "align_tolerance_s",
-        "action_horizon", "min_episode_frames", "relative_action", "episodes", "instruction", "video_encoding",
+        "name",
+        "fps",
+        "video",
+        "state",
+        "action",
+        "embodiment_tag",
+        "robot_type",
+        "align_tolerance_s",
+        "action_horizon",
+        "min_episode_frames",
+        "relative_action",
+        "episodes",
+        "instruction",
+        "video_encoding",
     }
     _check_keys("mapping", data, allowed)
     for required in ("name", "fps", "video"):
@@ -226,7 +240,9 @@ def mapping_from_dict(data: dict[str, Any]) -> Mapping:
     for key, spec in _as_dict("video", data["video"]).items():
         spec = {"topic": spec} if isinstance(spec, str) else _as_dict(f"video.{key}", spec)
         _check_keys(f"video.{key}", spec, {"topic", "width", "height"})
-        video.append(VideoSpec(key=str(key), topic=str(spec["topic"]), width=spec.get("width"), height=spec.get("height")))
+        video.append(
+            VideoSpec(key=str(key), topic=str(spec["topic"]), width=spec.get("width"), height=spec.get("height"))
+        )
     state = [_stream(str(k), _as_dict(f"state.{k}", v)) for k, v in _as_dict("state", data.get("state") or {}).items()]
     action = []
     for key, spec in _as_dict("action", data.get("action") or {}).items():
@@ -237,7 +253,11 @@ def mapping_from_dict(data: dict[str, Any]) -> Mapping:
         else:
             action.append(ActionSpec(key=str(key), stream=_stream(str(key), spec)))
     rel = data.get("relative_action") or {}
-    rel_map = {str(k): str(k) for k in rel} if isinstance(rel, list) else {str(k): str(v) for k, v in _as_dict("relative_action", rel).items()}
+    rel_map = (
+        {str(k): str(k) for k in rel}
+        if isinstance(rel, list)
+        else {str(k): str(v) for k, v in _as_dict("relative_action", rel).items()}
+    )
     eps = _as_dict("episodes", data.get("episodes") or {})
     _check_keys("episodes", eps, {"split", "topic", "end_values"})
     episodes = EpisodeSpec(

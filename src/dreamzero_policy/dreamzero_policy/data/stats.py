@@ -67,10 +67,13 @@ class StatsAccumulator:
             stats["action"] = numeric_stats(np.concatenate(self.action))
         relative: dict[str, object] = {}
         for key, parts in self.rel.items():
+            if not self.action:  # only video-only episodes: nothing to normalise yet
+                break
             merged = np.concatenate(parts) if parts else np.zeros((0, 0))
             if merged.shape[0] == 0:
                 raise DatasetError(
-                    f"no relative-action samples for '{key}': every episode is shorter than action_horizon={self.horizon}"
+                    f"no relative-action samples for '{key}': "
+                    f"every episode is shorter than action_horizon={self.horizon}"
                 )
             relative[key] = numeric_stats(merged)
         return stats, relative

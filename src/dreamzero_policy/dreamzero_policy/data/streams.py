@@ -51,8 +51,16 @@ class Series:
     def window(self, start: int | None, end: int | None) -> Series:
         lo = 0 if start is None else int(np.searchsorted(self.times, start, "left"))
         hi = len(self.times) if end is None else int(np.searchsorted(self.times, end, "left"))
-        return Series(self.key, self.topic, self.times[lo:hi], self.values[lo:hi], self.out_of_order,
-                      self.time_source, self.timed, self.offset_ns)
+        return Series(
+            self.key,
+            self.topic,
+            self.times[lo:hi],
+            self.values[lo:hi],
+            self.out_of_order,
+            self.time_source,
+            self.timed,
+            self.offset_ns,
+        )
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -69,7 +77,7 @@ def _select(spec: StreamSpec, names: list[str], where: str) -> np.ndarray:
     return np.array([index[n] for n in spec.names], dtype=np.intp)
 
 
-def _monotonic(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def drop_non_increasing(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Keep samples whose stamp exceeds every earlier kept stamp; return the drop count."""
     if len(times) == 0:
         return times, values, 0
@@ -91,7 +99,7 @@ class SeriesBuilder:
         default_offset = period_ns if self.timed else 0.0
         # Timed futures are queried one frame ahead: the action at frame k is the command for
         # frame k+1, the same meaning as ``next_state`` actions.
-        self.offset_ns = int(round(default_offset if spec.time_offset_s is None else spec.time_offset_s * 1e9))
+        self.offset_ns = round(default_offset if spec.time_offset_s is None else spec.time_offset_s * 1e9)
         self._times: list[np.ndarray] = []
         self._values: list[np.ndarray] = []
         self._issue: list[int] = []
@@ -109,14 +117,18 @@ class SeriesBuilder:
             arr = np.asarray(getattr(msg, spec.field), dtype=np.float64)
             idx = self._indices(list(msg.name), f"{spec.topic} (JointState)")
             if arr.size != len(msg.name):
-                raise DatasetError(f"{spec.topic}: JointState {spec.field} has {arr.size} values for {len(msg.name)} names")
+                raise DatasetError(
+                    f"{spec.topic}: JointState {spec.field} has {arr.size} values for {len(msg.name)} names"
+                )
             self._push(np.array([stamp_ns(msg.header.stamp)]), arr[idx][None, :], log_time_ns)
         elif t == "dreamzero_msgs/msg/ActionChunk":
             idx = self._indices(list(msg.names), f"{spec.topic} (ActionChunk)")
             h, d = int(msg.horizon), len(msg.names)
             data = np.asarray(msg.data, dtype=np.float64)
             if data.size != h * d:
-                raise DatasetError(f"{spec.topic}: ActionChunk {msg.chunk_id} has {data.size} values, horizon*names = {h}*{d}")
+                raise DatasetError(
+                    f"{spec.topic}: ActionChunk {msg.chunk_id} has {data.size} values, horizon*names = {h}*{d}"
+                )
             step = stamp_ns(msg.step_duration)
             if step <= 0:
                 raise DatasetError(f"{spec.topic}: ActionChunk {msg.chunk_id} has a non-positive step_duration")
@@ -135,7 +147,9 @@ class SeriesBuilder:
             arr = np.atleast_1d(np.asarray(msg.data, dtype=np.float64))
             if spec.indices:
                 if max(spec.indices) >= arr.size:
-                    raise MappingError(f"'{spec.key}': index {max(spec.indices)} out of range for {arr.size} values on {spec.topic}")
+                    raise MappingError(
+                        f"'{spec.key}': index {max(spec.indices)} out of range for {arr.size} values on {spec.topic}"
+                    )
                 arr = arr[list(spec.indices)]
             self._push(np.array([log_time_ns]), arr[None, :], log_time_ns)
 
@@ -143,7 +157,9 @@ class SeriesBuilder:
         if not np.isfinite(values).all():
             raise DatasetError(f"{self.spec.topic}: non-finite value for '{self.spec.key}' at stamp {int(times[0])} ns")
         if self._values and values.shape[1] != self._values[0].shape[1]:
-            raise DatasetError(f"{self.spec.topic}: '{self.spec.key}' changed width {self._values[0].shape[1]} -> {values.shape[1]}")
+            raise DatasetError(
+                f"{self.spec.topic}: '{self.spec.key}' changed width {self._values[0].shape[1]} -> {values.shape[1]}"
+            )
         self._times.append(times.astype(np.int64))
         self._values.append(values * self.spec.scale + self.spec.offset)
         self._issue.append(issue_ns)
@@ -151,8 +167,16 @@ class SeriesBuilder:
     def finish(self) -> Series:
         if not self._times:
             width = self.spec.dim or 1
-            return Series(self.spec.key, self.spec.topic, np.zeros(0, np.int64), np.zeros((0, width)), 0,
-                          "receive" if self.receive_time else "header", self.timed, self.offset_ns)
+            return Series(
+                self.spec.key,
+                self.spec.topic,
+                np.zeros(0, np.int64),
+                np.zeros((0, width)),
+                0,
+                "receive" if self.receive_time else "header",
+                self.timed,
+                self.offset_ns,
+            )
         order = np.argsort(np.array(self._issue), kind="stable") if self.timed else range(len(self._times))
         times_l = [self._times[i] for i in order]
         values_l = [self._values[i] for i in order]
@@ -160,6 +184,14 @@ class SeriesBuilder:
             for i in range(len(times_l) - 1):
                 keep = times_l[i] < times_l[i + 1][0]
                 times_l[i], values_l[i] = times_l[i][keep], values_l[i][keep]
-        times, values, dropped = _monotonic(np.concatenate(times_l), np.concatenate(values_l))
-        return Series(self.spec.key, self.spec.topic, times, values, dropped,
-                      "receive" if self.receive_time else "header", self.timed, self.offset_ns)
+        times, values, dropped = drop_non_increasing(np.concatenate(times_l), np.concatenate(values_l))
+        return Series(
+            self.spec.key,
+            self.spec.topic,
+            times,
+            values,
+            dropped,
+            "receive" if self.receive_time else "header",
+            self.timed,
+            self.offset_ns,
+        )

@@ -65,7 +65,7 @@ class SynthSpec:
     gripper_joint: str | None = "gripper"
     jitter_s: float = 0.0
     drop: dict[str, frozenset[int]] = field(default_factory=dict)  # topic -> message indices not written
-    backwards: dict[str, frozenset[int]] = field(default_factory=dict)  # topic -> indices stamped 0.5 s early
+    backwards: dict[str, frozenset[int]] = field(default_factory=dict)  # topic -> indices stamped 0.503 s early
     chunk_topic: str | None = None
     chunk_rate: float = 5.0
     chunk_horizon: int = 8
@@ -105,7 +105,13 @@ def _image_msg(ts: Typestore, cam: Camera, i: int, header: object) -> tuple[str,
     data = np.zeros((cam.height, step), np.uint8)
     data[:, : cam.width * pix.shape[2]] = pix.reshape(cam.height, -1)
     msg = ts.types["sensor_msgs/msg/Image"](
-        header=header, height=cam.height, width=cam.width, encoding=enc, is_bigendian=0, step=step, data=data.reshape(-1)
+        header=header,
+        height=cam.height,
+        width=cam.width,
+        encoding=enc,
+        is_bigendian=0,
+        step=step,
+        data=data.reshape(-1),
     )
     return "sensor_msgs/msg/Image", msg
 
@@ -123,11 +129,13 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
         if i in spec.drop.get(topic, frozenset()):
             return None
         jitter = rng.uniform(-spec.jitter_s, spec.jitter_s) if spec.jitter_s else 0.0
-        t = T0_NS + int(round((nominal_s + jitter) * 1e9))
-        return t - 500_000_000 if i in spec.backwards.get(topic, frozenset()) else t
+        t = T0_NS + round((nominal_s + jitter) * 1e9)
+        return t - 503_000_000 if i in spec.backwards.get(topic, frozenset()) else t
 
     def header(t_ns: int) -> object:
-        return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id="")
+        return T["std_msgs/msg/Header"](
+            stamp=T["builtin_interfaces/msg/Time"](sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id=""
+        )
 
     for cam in spec.cameras:
         rate = cam.rate or spec.camera_rate
@@ -150,23 +158,34 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
                 continue
             q = np.array([joint_value((t - T0_NS) / 1e9, j) for j in range(len(truth.joint_names))])
             msg = T["sensor_msgs/msg/JointState"](
-                header=header(t), name=list(truth.joint_names), position=q, velocity=np.zeros_like(q), effort=np.array([], float)
+                header=header(t),
+                name=list(truth.joint_names),
+                position=q,
+                velocity=np.zeros_like(q),
+                effort=np.array([], float),
             )
             events.append((T0_NS + int(nominal * 1e9) + 1_000_000, spec.joint_topic, "sensor_msgs/msg/JointState", msg))
             truth.stamps[spec.joint_topic].append(t)
             truth.joints.append(q)
     if spec.chunk_topic:
-        step_ns = int(round((spec.chunk_step_s or 1.0 / spec.camera_rate) * 1e9))
+        step_ns = round((spec.chunk_step_s or 1.0 / spec.camera_rate) * 1e9)
         names = list(truth.joint_names)
         truth.stamps[spec.chunk_topic] = []
         Dur = T["builtin_interfaces/msg/Duration"]
         for i in range(int(spec.duration_s * spec.chunk_rate) + 1):
-            t = T0_NS + int(round(i / spec.chunk_rate * 1e9))
+            t = T0_NS + round(i / spec.chunk_rate * 1e9)
             data = rng.normal(size=(spec.chunk_horizon, len(names)))
             msg = T["dreamzero_msgs/msg/ActionChunk"](
-                header=header(t), session_id="s0", chunk_id=i, embodiment="synthetic", action_space=0,
-                step_duration=Dur(sec=step_ns // 10**9, nanosec=step_ns % 10**9), horizon=spec.chunk_horizon,
-                execute_horizon=spec.chunk_horizon, names=names, data=data.reshape(-1),
+                header=header(t),
+                session_id="s0",
+                chunk_id=i,
+                embodiment="synthetic",
+                action_space=0,
+                step_duration=Dur(sec=step_ns // 10**9, nanosec=step_ns % 10**9),
+                horizon=spec.chunk_horizon,
+                execute_horizon=spec.chunk_horizon,
+                names=names,
+                data=data.reshape(-1),
                 inference_started=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9),
                 inference_latency=Dur(sec=0, nanosec=1000),
             )
@@ -174,12 +193,16 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
             truth.stamps[spec.chunk_topic].append(t)
             truth.chunks.append((t, step_ns, data))
     for t_s, text in spec.instructions:
-        events.append((T0_NS + int(t_s * 1e9), "/instruction", "std_msgs/msg/String", T["std_msgs/msg/String"](data=text)))
+        events.append(
+            (T0_NS + int(t_s * 1e9), "/instruction", "std_msgs/msg/String", T["std_msgs/msg/String"](data=text))
+        )
     for k, (start, end, status) in enumerate(spec.run_task):
         uuid = T["unique_identifier_msgs/msg/UUID"](uuid=np.full(16, k + 1, np.uint8))
         info = T["action_msgs/msg/GoalInfo"](goal_id=uuid, stamp=T["builtin_interfaces/msg/Time"](sec=0, nanosec=0))
         for t_s, st in ((start, 2), (end, status)):
-            arr = T["action_msgs/msg/GoalStatusArray"](status_list=[T["action_msgs/msg/GoalStatus"](goal_info=info, status=st)])
+            arr = T["action_msgs/msg/GoalStatusArray"](
+                status_list=[T["action_msgs/msg/GoalStatus"](goal_info=info, status=st)]
+            )
             events.append((T0_NS + int(t_s * 1e9), "/run_task/_action/status", "action_msgs/msg/GoalStatusArray", arr))
     events.sort(key=lambda e: e[0])
     with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
@@ -194,3 +217,29 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
 def cameras(n: int, encodings: Sequence[str] = ("rgb8",), width: int = 32, height: int = 24) -> tuple[Camera, ...]:
     """``n`` cameras ``/cam{i}/image`` cycling through ``encodings``."""
     return tuple(Camera(f"/cam{i}/image", encodings[i % len(encodings)], width, height) for i in range(n))
+
+
+def mapping_dict(spec: SynthSpec, fps: float = 15.0, **overrides: object) -> dict[str, object]:
+    """A conversion mapping (as parsed YAML) for a bag written from ``spec``."""
+    joints = list(spec.joints)
+    data: dict[str, object] = {
+        "name": "synthetic",
+        "fps": fps,
+        "embodiment_tag": "synthetic",
+        "action_horizon": 4,
+        "min_episode_frames": 2,
+        "video": {f"view{i}": {"topic": c.topic} for i, c in enumerate(spec.cameras)},
+        "state": {"joint_position": {"topic": spec.joint_topic, "names": joints}},
+        "action": {
+            "joint_position": {"topic": spec.chunk_topic, "names": joints}
+            if spec.chunk_topic
+            else {"next_state": "joint_position"}
+        },
+        "relative_action": {"joint_position": "joint_position"},
+        "instruction": {"text": "synthetic task"},
+    }
+    if spec.gripper_joint:
+        data["state"]["gripper_position"] = {"topic": spec.joint_topic, "names": [spec.gripper_joint]}  # type: ignore[index]
+        data["action"]["gripper_position"] = {"next_state": "gripper_position"}  # type: ignore[index]
+    data.update(overrides)
+    return data

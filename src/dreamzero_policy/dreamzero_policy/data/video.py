@@ -7,6 +7,7 @@ GOP); a short GOP keeps random access cheap for training loaders that seek per s
 
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -69,10 +70,8 @@ class VideoWriter:
 
     def abort(self) -> None:
         if self._container is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._container.close()
-            except Exception:  # noqa: BLE001 - already failing; the partial file is discarded anyway
-                pass
             self._container = None
 
 
@@ -90,5 +89,10 @@ def probe_video(path: Path) -> dict[str, object]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         n = sum(1 for _ in container.decode(video=0))
-        return {"frames": n, "width": stream.width, "height": stream.height, "codec": stream.codec_context.name,
-                "fps": float(stream.average_rate or 0)}
+        return {
+            "frames": n,
+            "width": stream.width,
+            "height": stream.height,
+            "codec": stream.codec_context.name,
+            "fps": float(stream.average_rate or 0),
+        }

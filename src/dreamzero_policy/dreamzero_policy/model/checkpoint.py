@@ -39,12 +39,15 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
         if not isinstance(got, torch.Tensor):
             raise CheckpointError(f"tensor {name!r} is a {type(got).__name__}, not a tensor")
         if tuple(got.shape) != tuple(ref.shape):
-            raise CheckpointError(f"tensor {name!r} has shape {tuple(got.shape)}, the model expects {tuple(ref.shape)}")
+            raise CheckpointError(
+                f"tensor {name!r} has shape {tuple(got.shape)}, the model expects {tuple(ref.shape)}"
+            )
         if got.is_floating_point() and got.device.type != "meta" and not bool(torch.isfinite(got).all()):
             raise CheckpointError(f"tensor {name!r} holds non-finite values (corrupt checkpoint?)")
     for name in state_dict:
         if name not in expected:
-            raise CheckpointError(f"unexpected tensor {name!r} (shape {tuple(state_dict[name].shape)}) not in the model")
+            shape = tuple(state_dict[name].shape)
+            raise CheckpointError(f"unexpected tensor {name!r} (shape {shape}) not in the model")
     model.load_state_dict(dict(state_dict), strict=True, assign=assign)
 
 
@@ -52,7 +55,14 @@ def save_component(state_dict: Mapping[str, torch.Tensor], folder: Path, name: s
                    max_shard_bytes: int = 4 << 30) -> None:
     """Write ``name`` as one safetensors file, or as shards + ``name.index.json`` above ``max_shard_bytes``."""
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for k, v in state_dict.items():
+        t = v.detach().contiguous().cpu()
+        # tied weights (e.g. UMT5 shared/embed_tokens) share storage; safetensors stores each name separately
+        ptr = t.untyped_storage().data_ptr()
+        tensors[k] = t.clone() if ptr in seen else t
+        seen.add(ptr)
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for key, t in tensors.items():

@@ -137,7 +137,8 @@ class DreamZeroDiT(nn.Module):
         img = None
         if cfg.use_clip:
             if clip is None or clip.ndim != 3 or clip.shape[-1] != cfg.clip_dim:
-                raise ValueError(f"CLIP tokens must be [B, N, {cfg.clip_dim}], got {None if clip is None else tuple(clip.shape)}")
+                got = None if clip is None else tuple(clip.shape)
+                raise ValueError(f"CLIP tokens must be [B, N, {cfg.clip_dim}], got {got}")
             img = ce.image_embedder(clip)
         return [blk.cross_kv(txt, img) for blk in self.blocks]
 
@@ -178,7 +179,8 @@ class DreamZeroDiT(nn.Module):
         f = torch.arange(start_frame, start_frame + num_frames).repeat_interleave(hp * wp)
         r = torch.arange(hp).repeat_interleave(wp).repeat(num_frames)
         c = torch.arange(wp).repeat(num_frames * hp)
-        parts = [rope_table(dt, f, cfg.rope_theta), rope_table(dh, r, cfg.rope_theta), rope_table(dw, c, cfg.rope_theta)]
+        theta = cfg.rope_theta
+        parts = [rope_table(dt, f, theta), rope_table(dh, r, theta), rope_table(dw, c, theta)]
         cos = [torch.cat([p[0] for p in parts], dim=1)]
         sin = [torch.cat([p[1] for p in parts], dim=1)]
         if num_blocks:

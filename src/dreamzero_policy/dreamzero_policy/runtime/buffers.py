@@ -103,7 +103,7 @@ class ObservationBuffers:
         self.joint_state_topic = joint_state_topic
         self._lock = threading.Lock()
         lim = self.limits
-        cap = max(4, int(math.ceil(lim.history_s / lim.store_period_s)) + 2)
+        cap = max(4, math.ceil(lim.history_s / lim.store_period_s) + 2)
         self._store_ns = int(lim.store_period_s * NS)
         self._cap = cap
         self._rings = {c.name: _Ring(cap, self._store_ns) for c in spec.cameras}

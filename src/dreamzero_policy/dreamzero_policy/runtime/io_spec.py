@@ -357,7 +357,7 @@ def default_config_dir() -> Path:
         from ament_index_python.packages import get_package_share_directory
 
         return Path(get_package_share_directory("dreamzero_policy")) / "config" / "embodiments"
-    except Exception as exc:  # noqa: BLE001 - any failure means "not installed"
+    except Exception as exc:  # any failure means "not installed"
         raise IoSpecError(f"spec: cannot locate config/embodiments ({exc})") from exc
 
 

@@ -152,6 +152,7 @@ class InferenceWorker:
                 self._current = item
                 self._current_started = self._clock()
                 self._current_timed_out = False
+                self._cv.notify_all()  # waiters start their timeout clock now
             started = self._current_started
             try:
                 value = self._process(item)
@@ -160,7 +161,7 @@ class InferenceWorker:
                 result = WorkResult(item, "bad_input", error=str(exc))
             except BackendTimeoutError as exc:
                 result = WorkResult(item, "timeout", error=str(exc))
-            except Exception as exc:  # noqa: BLE001 - reported as a result, never raised into callers
+            except Exception as exc:  # reported as a result, never raised into callers
                 result = WorkResult(item, "error", error=f"{type(exc).__name__}: {exc}")
             result.started_ns = started
             result.finished_ns = self._clock()

@@ -60,7 +60,8 @@ def validate_chunk(chunk: ChunkInput, profile: RobotProfile, cfg: SafetyConfig, 
                             f"{chunk.horizon}*{len(chunk.names)} = {expected}")
     dt = chunk.step_duration
     if not math.isfinite(dt) or not cfg.min_step_duration <= dt <= cfg.max_step_duration:
-        raise ChunkRejected(f"absurd step_duration {dt!r} s (allowed {cfg.min_step_duration}..{cfg.max_step_duration} s)")
+        allowed = f"{cfg.min_step_duration}..{cfg.max_step_duration} s"
+        raise ChunkRejected(f"absurd step_duration {dt!r} s (allowed {allowed})")
     if not math.isfinite(chunk.stamp) or chunk.stamp <= 0.0:
         raise ChunkRejected(f"invalid header.stamp {chunk.stamp!r}")
     if chunk.stamp > now + cfg.max_stamp_skew:
@@ -72,15 +73,12 @@ def validate_chunk(chunk: ChunkInput, profile: RobotProfile, cfg: SafetyConfig, 
         dup = next(n for n in chunk.names if chunk.names.count(n) > 1)
         raise ChunkRejected(f"duplicate column name {dup!r}")
 
-    if space in EEF_SPACES:
-        cmap = _eef_columns(chunk, profile)
-    else:
-        cmap = _joint_columns(chunk, profile)
+    cmap = _eef_columns(chunk, profile) if space in EEF_SPACES else _joint_columns(chunk, profile)
     for name, col in cmap.gripper_cols.items():
         values = chunk.data[:, col]
         if values.min() < _GRIPPER_RANGE[0] or values.max() > _GRIPPER_RANGE[1]:
-            raise ChunkRejected(f"gripper column {chunk.names[col]!r} outside 0..1 ({values.min():.3f}..{values.max():.3f})"
-                                f" for {name}")
+            span = f"{values.min():.3f}..{values.max():.3f}"
+            raise ChunkRejected(f"gripper column {chunk.names[col]!r} outside 0..1 ({span}) for {name}")
     return cmap
 
 
@@ -132,7 +130,8 @@ def _eef_columns(chunk: ChunkInput, profile: RobotProfile) -> ColumnMap:
         if len(rot) == 4:
             norms = np.linalg.norm(chunk.data[:, [index[q] for q in rot]], axis=1)
             if np.any(np.abs(norms - 1.0) > 0.1):
-                raise ChunkRejected(f"quaternion columns {rot} are not unit length (norms {norms.min():.3f}..{norms.max():.3f})")
+                span = f"{norms.min():.3f}..{norms.max():.3f}"
+                raise ChunkRejected(f"quaternion columns {rot} are not unit length (norms {span})")
         used.update(pos, rot)
         eef[spec.prefix] = EefColumns(tuple(index[p] for p in pos), tuple(index[r] for r in rot))  # type: ignore[arg-type]
     if not eef:

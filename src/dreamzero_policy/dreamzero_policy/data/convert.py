@@ -1,0 +1,249 @@
+"""Bags -> dataset: index each bag (pass 1), plan its episodes, stream its camera frames into
+H.264 (pass 2), write parquet + meta, then publish the staged tree atomically.
+
+Memory stays flat in bag length: pass 1 keeps stamps and low-dim values, pass 2 decodes only the
+frames the grid selected and encodes them immediately. Any error (corrupt bag, gap beyond
+tolerance, bad image) aborts the whole run and removes the staging directory, unless
+``skip_bad_episodes`` is set, in which case rejected *episodes* are reported and the result is
+marked partial (exit code 3), never success. Input bags are only ever opened read-only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from dreamzero_policy.core.errors import AlignmentError, BagReadError, DatasetError, MappingError
+from dreamzero_policy.core.images import decode_compressed_image, decode_image
+from dreamzero_policy.data.bagio import Bag, make_typestore
+from dreamzero_policy.data.episodes import EpisodeWindow, from_instruction_topic, from_run_task, resolve_instruction
+from dreamzero_policy.data.index import BagIndex, build_index
+from dreamzero_policy.data.layout import DatasetWriter, video_path
+from dreamzero_policy.data.mapping import Mapping
+from dreamzero_policy.data.plan import EpisodePlan, column_layout, plan_episode
+from dreamzero_policy.data.stats import StatsAccumulator
+from dreamzero_policy.data.video import VideoWriter
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+@dataclass
+class ConvertOptions:
+    overwrite: bool = False
+    skip_bad_episodes: bool = False
+    instruction: str | None = None  # overrides every episode's instruction
+    progress: bool = True
+    msg_dirs: Sequence[Path] = ()
+
+
+@dataclass
+class ConvertResult:
+    root: Path
+    episodes: int
+    frames: int
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PARTIAL if self.skipped else EXIT_OK
+
+
+def episode_windows(index: BagIndex, mapping: Mapping) -> list[EpisodeWindow]:
+    split = mapping.episodes.split
+    if split == "instruction_topic":
+        return from_instruction_topic(index.episode_events, mapping.episodes.end_values)
+    if split == "run_task":
+        return from_run_task(index.status_events)
+    return [EpisodeWindow(None, None, None)]
+
+
+def _encode_videos(
+    bag: Bag, mapping: Mapping, plans: list[tuple[int, EpisodePlan]], stage: Path, progress: bool
+) -> dict[str, tuple[int, int]]:
+    """Pass 2: decode the selected camera frames in bag order and stream them into the encoders."""
+    wanted: dict[str, dict[int, list[tuple[VideoWriter, int]]]] = {}
+    writers: list[tuple[VideoWriter, int]] = []
+    for ep, plan in plans:
+        for v in mapping.video:
+            size = (v.width, v.height) if v.width and v.height else None
+            w = VideoWriter(video_path(stage, ep, v.key), mapping.fps, mapping.video_encoding, size)
+            writers.append((w, plan.length))
+            ordinals, counts = np.unique(plan.frames[v.key], return_counts=True)
+            per_topic = wanted.setdefault(v.topic, {})
+            for o, c in zip(ordinals.tolist(), counts.tolist(), strict=False):
+                per_topic.setdefault(o, []).append((w, c))
+    ordinal = dict.fromkeys(wanted, -1)
+    total = sum(len(m) for m in wanted.values())
+    sizes: dict[str, tuple[int, int]] = {}
+    topic_key = {v.topic: v.key for v in mapping.video}
+    try:
+        with tqdm(total=total, desc=f"{bag.path.name}: video", unit="frame", disable=not progress, leave=False) as bar:
+            for conn, _, raw in bag.read(wanted):
+                ordinal[conn.topic] += 1
+                targets = wanted[conn.topic].get(ordinal[conn.topic])
+                if not targets:
+                    continue  # never deserialised: a frame the grid did not select
+                msg = bag.deserialize(raw, conn.msgtype)
+                try:
+                    rgb = (
+                        decode_compressed_image(msg) if conn.msgtype.endswith("CompressedImage") else decode_image(msg)
+                    )
+                except DatasetError:
+                    raise
+                except Exception as exc:  # ImageDecodeError and anything cv2 raises
+                    raise DatasetError(f"{bag.path}: {conn.topic} message #{ordinal[conn.topic]}: {exc}") from exc
+                for w, count in targets:
+                    w.write(rgb, count)
+                    sizes[topic_key[conn.topic]] = w.size or (rgb.shape[1], rgb.shape[0])
+                bar.update(1)
+        for w, expected in writers:
+            w.close()
+            if w.frames != expected:
+                raise DatasetError(f"{w.path.name}: wrote {w.frames} frames, expected {expected}")
+    except BaseException:
+        for w, _ in writers:
+            w.abort()
+        raise
+    return sizes
+
+
+def convert(
+    bags: Sequence[Path], mapping: Mapping, output: Path, options: ConvertOptions | None = None
+) -> ConvertResult:
+    """Convert ``bags`` into a dataset at ``output``. Raises a DatasetError subclass on failure."""
+    opts = options or ConvertOptions()
+    bags = [Path(b) for b in bags]
+    if not bags:
+        raise MappingError("no input bags given")
+    out = output.resolve()
+    for b in bags:
+        br = b.resolve()
+        if out == br or br in out.parents:
+            raise MappingError(f"output {out} is inside input bag {br}; bags are never modified")
+    typestore = make_typestore(opts.msg_dirs)
+    writer = DatasetWriter(out, mapping, overwrite=opts.overwrite)
+    t_start = time.monotonic()
+    try:
+        stats = StatsAccumulator({}, mapping.action_horizon)
+        layout = None
+        episode_reports: list[dict[str, Any]] = []
+        skipped: list[dict[str, Any]] = []
+        bag_reports: list[dict[str, Any]] = []
+        sizes: dict[str, tuple[int, int]] = {}
+        for bag_path in bags:
+            with Bag(bag_path, typestore) as bag:
+                with tqdm(
+                    total=bag.expected_count(_index_topics(mapping)),
+                    desc=f"{bag_path.name}: index",
+                    unit="msg",
+                    disable=not opts.progress,
+                    leave=False,
+                ) as bar:
+                    index = build_index(bag, mapping, bar.update)
+                bag_reports.append(
+                    {
+                        "bag": str(bag_path),
+                        "topics": {t: {"type": ty, "count": c} for t, (ty, c) in index.topics.items()},
+                    }
+                )
+                if layout is None:
+                    layout = column_layout(mapping, index)
+                    stats = StatsAccumulator(
+                        {a: (slice(*layout[1][a]), slice(*layout[0][s])) for a, s in mapping.relative_action.items()},
+                        mapping.action_horizon,
+                    )
+                elif column_layout(mapping, index) != layout:
+                    raise MappingError(
+                        f"{bag_path}: column widths differ from the first bag ({layout}); check names/indices"
+                    )
+                plans: list[tuple[int, EpisodePlan]] = []
+                for window in episode_windows(index, mapping):
+                    try:
+                        text = resolve_instruction(
+                            window, mapping, bag_path, index.instruction_events, opts.instruction
+                        )
+                        plan = plan_episode(index, mapping, window, text)
+                    except AlignmentError as exc:
+                        entry = {
+                            "bag": str(bag_path),
+                            "start_ns": window.start_ns,
+                            "end_ns": window.end_ns,
+                            "reason": str(exc),
+                        }
+                        if not opts.skip_bad_episodes:
+                            raise AlignmentError(
+                                f"{bag_path}: episode [{window.start_ns}, {window.end_ns}): {exc}"
+                            ) from exc
+                        skipped.append(entry)
+                        continue
+                    plans.append((len(writer.episodes) + len(plans), plan))
+                sizes.update(_encode_videos(bag, mapping, plans, writer.stage, opts.progress))
+                for ep, plan in plans:
+                    extra = {
+                        "video_only": plan.video_only_reason is not None,
+                        "source_bag": str(bag_path),
+                        "start_ns": int(plan.grid[0]),
+                        "end_ns": int(plan.grid[-1]),
+                    }
+                    if plan.video_only_reason:
+                        extra["video_only_reason"] = plan.video_only_reason
+                    if plan.window.outcome:
+                        extra["outcome"] = plan.window.outcome
+                    writer.write_episode(ep, plan.instruction, plan.state, plan.action, plan.sync, extra)
+                    stats.add(plan.state, None if plan.video_only_reason else plan.action)
+                    episode_reports.append(
+                        {
+                            "episode_index": ep,
+                            **extra,
+                            "frames": plan.length,
+                            "streams": [r.as_dict() for r in plan.reports],
+                        }
+                    )
+        if not writer.episodes:
+            raise AlignmentError(
+                "no episode could be converted" + (f"; skipped: {[s['reason'] for s in skipped]}" if skipped else "")
+            )
+        assert layout is not None
+        stat_values, relative = stats.finish()
+        report = {
+            "mapping": mapping.name,
+            "fps": mapping.fps,
+            "align_tolerance_s": mapping.tolerance_s,
+            "bags": bag_reports,
+            "episodes": episode_reports,
+            "skipped_episodes": skipped,
+            "status": "partial" if skipped else "complete",
+            "seconds": round(time.monotonic() - t_start, 3),
+        }
+        writer.write_meta(layout[0], layout[1], layout[2], layout[3], sizes, stat_values, relative, report)
+        root = writer.publish()
+    except BaseException:
+        writer.abort()
+        raise
+    return ConvertResult(root, len(writer.episodes), writer.total_frames, skipped, report)
+
+
+def _index_topics(mapping: Mapping) -> set[str]:
+    topics = {v.topic for v in mapping.video} | {s.topic for s in mapping.state}
+    topics |= {a.stream.topic for a in mapping.action if a.stream}
+    topics |= {t for t in (mapping.instruction.topic, mapping.episodes.topic) if t}
+    return topics
+
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_USAGE",
+    "BagReadError",
+    "ConvertOptions",
+    "ConvertResult",
+    "convert",
+]

@@ -1,0 +1,79 @@
+"""``dreamzero data``: help, convert, partial results, inspect (text, JSON, PNG plots)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from dreamzero_policy.cli import main
+from dreamzero_policy.data.cli import resolve_mapping
+from dreamzero_policy.data.mapping import load_mapping
+from dreamzero_policy.data.synth import Camera, SynthSpec, mapping_dict, write_bag
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_data_cli_help_explains(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["data", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for needle in ("convert", "inspect", "exit codes", "align_tolerance_s", "MCAP"):
+        assert needle in out
+    assert main(["data"]) == 2
+
+
+def test_data_cli_shipped_mappings_load() -> None:
+    for name in ("droid_franka", "yam_policy_chunks"):
+        m = load_mapping(resolve_mapping(name))
+        assert m.name == name and m.video
+
+
+def test_data_cli_convert_partial_and_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = SynthSpec(duration_s=1.0, gripper_joint=None)
+    bad = SynthSpec(
+        duration_s=1.0,
+        gripper_joint=None,
+        cameras=(Camera("/cam/image_raw"),),
+        drop={"/cam/image_raw": frozenset({5, 6, 7})},
+    )
+    write_bag(tmp_path / "bags" / "ep0", good)
+    write_bag(tmp_path / "bags" / "ep1", bad, "sqlite3")
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(mapping_dict(good)))
+    base = ["data", "convert", str(tmp_path / "bags"), "-m", str(tmp_path / "m.yaml"), "--no-progress"]
+    assert main([*base, "-o", str(tmp_path / "strict")]) == 1  # the gap fails the whole run
+    assert not (tmp_path / "strict").exists()
+    assert main([*base, "-o", str(tmp_path / "ds"), "--skip-bad-episodes"]) == 3  # partial is never success
+    err = capsys.readouterr().err
+    assert "PARTIAL" in err and "ep1" in err
+    report = json.loads((tmp_path / "ds" / "meta" / "conversion_report.json").read_text())
+    assert report["status"] == "partial" and len(report["skipped_episodes"]) == 1
+
+    assert (
+        main(
+            [
+                "data",
+                "inspect",
+                str(tmp_path / "bags" / "ep1"),
+                "-m",
+                str(tmp_path / "m.yaml"),
+                "--plots",
+                str(tmp_path / "plots"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    rep = json.loads(capsys.readouterr().out)
+    cam = rep["topics"]["/cam/image_raw"]
+    assert cam["count"] == 13 and cam["gaps"] == 1 and cam["dropped_estimate"] == 3
+    assert rep["topics"]["/joint_states"]["rate_hz"] == pytest.approx(100.0, rel=1e-3)
+    assert "beyond" in rep["episodes"][0]["error"]
+    assert len(rep["plots"]) == 2 and all(Path(p).read_bytes()[:8] == PNG for p in rep["plots"])
+
+    assert main(["data", "inspect", str(tmp_path / "ds"), "--plots", str(tmp_path / "dplots")]) == 0
+    out = capsys.readouterr().out
+    assert "1 episodes" in out and "skipped" in out
+    assert (tmp_path / "dplots" / "episode_000000.png").read_bytes()[:8] == PNG
