@@ -121,7 +121,7 @@ def sim_nodes(
     sim = NodeSpec(
         package="dreamzero_sim",
         executable="sim_robot_node",
-        name="sim_robot",
+        name="sim_robot_node",
         parameter_files=(cfg / "nodes" / "sim_robot_node.yaml",),
     )
     return [sim, *bringup_nodes("droid_franka_sim", "droid_sim", backend, checkpoint, cfg)]

@@ -1,0 +1,210 @@
+"""``dreamzero demo``: one simulated episode of the whole loop, recorded and reported.
+
+Stages (each failure stops the demo with ``ERROR [<stage>]: <why>`` and a non-zero exit):
+
+1. ``isolate``: as root, re-run inside a private loopback-only network namespace (like
+   ``scripts/run_tests.sh``); always a random ``ROS_DOMAIN_ID`` and localhost-only discovery.
+2. ``start``: the bag recorder and a monitor node in this process, then the nodes of
+   :func:`~dreamzero_policy.bringup.sim_nodes` (sim robot, policy with ``autostart``, adapter) as
+   child processes from their installed executables; logs in ``<run>/logs/``.
+3. ``ready``: the policy is active (status WAITING_FOR_INPUT/RUNNING), its ``~/run_task`` action
+   server answers and ``/joint_states`` flow.
+4. ``episode``: a ``RunTask`` goal with the instruction and the episode duration; the policy must
+   reach RUNNING and chunks must flow until the goal ends.
+5. ``shutdown``: bag closed, children stopped (SIGINT -> SIGTERM -> SIGKILL); each must exit 0.
+6. ``report``: ``report.json``/``report.png`` and ``demo.mp4`` from the bag; 0 limit violations.
+
+Output: ``<run>/bag/`` (rosbag2, MCAP + zstd), ``<run>/demo.mp4``, ``<run>/report.json``,
+``<run>/report.png``, ``<run>/logs/*.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dreamzero_policy.bringup import BACKENDS, RECORD_TOPICS
+
+ROBOT = "droid_franka_sim"
+CAMERA_TOPICS = ["/sim/exterior_1/image_raw", "/sim/exterior_2/image_raw", "/sim/wrist/image_raw"]
+PREDICTED_TOPIC = "/dreamzero_policy/predicted/image"
+# Recorded besides RECORD_TOPICS: what the video and the report need.
+EXTRA_TOPICS = (PREDICTED_TOPIC, "/arm_controller/joint_trajectory", "/gripper_controller/commands",
+                "/adapter/status", "/diagnostics")
+NETNS_ENV = "DREAMZERO_DEMO_NETNS"
+
+
+class DemoError(Exception):
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(f"ERROR [{stage}]: {message}")
+        self.stage = stage
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run one simulated episode: the MuJoCo robot, the policy node (in-process model) and the embodiment "
+        "adapter, started as processes from the colcon install. Writes <output-dir>/ with the episode as a "
+        "rosbag2 (MCAP), demo.mp4 (camera views above the model's predicted frames), report.json + report.png "
+        "(chunk latency, control rate, dropped chunks, joint tracking, limit violations) and the node logs.")
+    parser.add_argument("--duration", type=float, default=25.0, help="episode length in seconds (default 25)")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="run folder to create (default runs/<YYYYmmdd-HHMMSS>/); must not exist or be empty")
+    parser.add_argument("--instruction", default="pick up the red cube and put it next to the green can",
+                        help="language instruction sent with the RunTask goal")
+    parser.add_argument("--checkpoint", "--preset", dest="checkpoint", default="",
+                        help="model preset name (tiny, small) or checkpoint directory; default: the one in "
+                             "config/nodes/policy_node.yaml (preset small, random weights until a trained one exists)")
+    parser.add_argument("--backend", choices=BACKENDS, default="inprocess", help="policy backend (default inprocess)")
+    parser.add_argument("--startup-timeout", type=float, default=300.0,
+                        help="seconds for the nodes to start and the model to load and warm up (default 300)")
+    parser.add_argument("--running-timeout", type=float, default=120.0,
+                        help="seconds after the goal for the policy to reach RUNNING (default 120)")
+    parser.add_argument("--video-fps", type=float, default=10.0, help="frame rate of demo.mp4 (default 10)")
+    parser.add_argument("--no-netns", action="store_true",
+                        help="do not re-run inside a private network namespace (DDS then stays on localhost)")
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    """The command line that reproduces ``args`` (used to re-run inside the network namespace)."""
+    out = ["--duration", str(args.duration), "--output-dir", str(args.output_dir), "--instruction", args.instruction,
+           "--backend", args.backend, "--startup-timeout", str(args.startup_timeout),
+           "--running-timeout", str(args.running_timeout), "--video-fps", str(args.video_fps), "--no-netns"]
+    if args.checkpoint:
+        out += ["--checkpoint", args.checkpoint]
+    return out
+
+
+def _reexec_in_netns(args: argparse.Namespace) -> int | None:
+    """Run the demo again inside ``unshare -n`` (loopback only); None when that is not possible/wanted."""
+    if args.no_netns or os.environ.get(NETNS_ENV) or os.environ.get("DREAMZERO_TEST_NETNS"):
+        return None
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        return None
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        return None
+    print("==> [demo] running inside a private loopback-only network namespace (unshare -n)", flush=True)
+    cmd = ["unshare", "-n", "--", "bash", "-c", 'ip link set lo up && exec "$@"', "_", "env", f"{NETNS_ENV}=isolated",
+           sys.executable, "-m", "dreamzero_policy.cli", "demo", *_argv(args)]
+    return subprocess.call(cmd)
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    # A fresh domain per run: without a private namespace, other graphs on this machine stay apart.
+    env["ROS_DOMAIN_ID"] = str(random.randint(10, 99))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.setdefault("MUJOCO_GL", "egl")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _say(text: str) -> None:
+    print(f"==> [demo] {text}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.duration <= 0:
+        print("ERROR [args]: --duration must be > 0", file=sys.stderr)
+        return 2
+    if args.output_dir is None:
+        args.output_dir = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    args.output_dir = Path(args.output_dir).resolve()
+    if args.output_dir.exists() and any(args.output_dir.iterdir()):
+        print(f"ERROR [args]: output folder {args.output_dir} exists and is not empty", file=sys.stderr)
+        return 2
+    rc = _reexec_in_netns(args)
+    if rc is not None:
+        return rc
+    from dreamzero_policy.demo_tools.session import DemoSession  # rclpy is imported only from here on
+
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    env = _environment()
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    _say(f"run folder {args.output_dir}  (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, "
+         f"network: {os.environ.get(NETNS_ENV) or os.environ.get('DREAMZERO_TEST_NETNS') or 'localhost only'})")
+    t_start = time.monotonic()
+    session = DemoSession(args, env, topics=(*RECORD_TOPICS, *EXTRA_TOPICS))
+    errors: list[str] = []
+    try:
+        session.run_episode()
+    except DemoError as exc:
+        errors.append(str(exc))
+    except KeyboardInterrupt:
+        errors.append("ERROR [interrupted]: Ctrl-C; stopping the nodes")
+    finally:
+        errors += session.shutdown()
+    report = _finish(args, session, errors, time.monotonic() - t_start)
+    for line in errors:
+        print(line, file=sys.stderr, flush=True)
+    if errors:
+        print(f"demo FAILED; see the node logs in {args.output_dir / 'logs'}", file=sys.stderr, flush=True)
+        return 1
+    _print_summary(args.output_dir, report)
+    return 0
+
+
+def _finish(args: argparse.Namespace, session: Any, errors: list[str], wall_s: float) -> dict[str, Any] | None:
+    """Video + report from the bag (also after a failed episode, when there is a bag to look at)."""
+    from dreamzero_policy.demo_tools.report import build_report
+    from dreamzero_policy.demo_tools.video import write_video
+
+    out = args.output_dir
+    bag = out / "bag"
+    if not (bag / "metadata.yaml").is_file():
+        errors.append(f"ERROR [report]: no finished bag in {bag}")
+        return None
+    video: dict[str, Any] = {}
+    try:
+        v = write_video(bag, out / "demo.mp4", CAMERA_TOPICS, PREDICTED_TOPIC, fps=args.video_fps)
+        video = {"path": "demo.mp4", "frames": v.frames, "fps": v.fps, "size": list(v.size),
+                 "camera_frames": v.camera_frames, "predicted_frames": v.predicted_frames}
+    except Exception as exc:  # noqa: BLE001 - reported as a stage failure, the report is still written
+        errors.append(f"ERROR [video]: {type(exc).__name__}: {exc}")
+    info = {**session.run_info(), "wall_time_s": wall_s, "video": video, "errors": list(errors)}
+    try:
+        report = build_report(bag, out, ROBOT, info)
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"ERROR [report]: {type(exc).__name__}: {exc}")
+        return None
+    if not errors:
+        errors += _check(report)
+        if errors:  # keep report.json in step with the verdict
+            report["run"]["errors"] = list(errors)
+            build_report(bag, out, ROBOT, report["run"])
+    return report
+
+
+def _check(report: dict[str, Any]) -> list[str]:
+    """Verdicts a successful episode must pass."""
+    out = []
+    if report["chunks"]["received"] == 0:
+        out.append("ERROR [report]: no action chunk was recorded")
+    if report["limit_violations"]["total"] != 0:
+        out.append(f"ERROR [limits]: {report['limit_violations']['total']} joint limit violations "
+                   "(see limit_violations in report.json)")
+    return out
+
+
+def _print_summary(out: Path, report: dict[str, Any] | None) -> None:
+    from dreamzero_policy.demo_tools.plots import summary_lines
+
+    if report is None:
+        return
+    print("\n== dreamzero demo: done ==", flush=True)
+    run_info = report["run"]
+    print(f"episode: {run_info.get('episode_s', 0):.1f} s, task: {run_info.get('task_message', '')}")
+    for line in summary_lines(report):
+        print(f"  {line}")
+    print(f"\nfiles in {out}:")
+    for name in ("bag/", "demo.mp4", "report.json", "report.png", "logs/"):
+        print(f"  {out / name}")
+    sys.stdout.flush()
