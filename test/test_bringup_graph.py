@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
+import yaml
 from dreamzero_policy.bringup import RECORD_TOPICS, NodeSpec, bringup_nodes, record_command, sim_nodes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,6 +22,9 @@ def test_sim_graph_has_sim_policy_and_adapter_with_existing_files() -> None:
     for spec in specs:
         for path in spec.parameter_files:
             assert path.is_file(), f"{spec.name}: missing parameter file {path}"
+            # ROS applies a params file only to the node names it lists
+            keys = set(yaml.safe_load(path.read_text()))
+            assert spec.name in keys or "/**" in keys, f"{path.name} has no section for node {spec.name!r}"
     policy = specs[1]
     assert policy.lifecycle
     assert policy.parameters == {"backend": "inprocess", "embodiment": "droid_sim", "checkpoint": "small"}

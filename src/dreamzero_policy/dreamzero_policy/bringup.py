@@ -24,7 +24,7 @@ RECORD_TOPICS = (
     "/dreamzero/observation_used",
     "/dreamzero/status",
     "/dreamzero/instruction",
-    "/adapter/commanded",
+    "/adapter_node/commanded",
     "/tf",
     "/tf_static",
     "/robot_description",
@@ -104,7 +104,7 @@ def bringup_nodes(
         NodeSpec(
             package="embodiment_adapters",
             executable="adapter_node",
-            name="adapter",
+            name="adapter_node",
             parameter_files=(cfg / "nodes" / "adapter_node.yaml",),
             parameters={"robot": robot},
         ),
