@@ -36,7 +36,7 @@ OFFICIAL_MS = {"tiny": 119.0, "small": 1363.0, "droid-tokens": 6488.0}
 
 def bench_config(name: str) -> DreamZeroConfig:
     if name == "droid-tokens":
-        return get_preset("dreamzero-14b", name=name, dim=256, num_layers=4, num_heads=4, ffn_dim=1024)
+        return get_preset("dreamzero-14b").replace(name=name, dim=256, num_layers=4, num_heads=4, ffn_dim=1024)
     return get_preset(name)
 
 
@@ -166,9 +166,12 @@ def main() -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
     for name in args.configs:
         cfg = bench_config(name)
+        # build directly in the target dtype: a 14B model initialised in float32 first would not fit a GPU
+        torch.set_default_dtype(dtype)
         with torch.device(args.device):
             torch.manual_seed(0)
-            dit = DreamZeroDiT(cfg).to(dtype).eval()
+            dit = DreamZeroDiT(cfg).eval()
+        torch.set_default_dtype(torch.float32)
         sessions = args.sessions if cfg.tokens_per_frame < 500 or args.device != "cpu" else min(args.sessions, 2)
         per_call(dit, cfg, sessions, args.device, dtype)
         reps = 5 if cfg.tokens_per_frame < 500 or args.device != "cpu" else 1

@@ -49,7 +49,7 @@ def _write_bag(path: Path, *, dropped_ids: set[int], overshoot: bool = False, la
                                                                                                 q_at(t - lag_s))))
     for k in range(500):
         t_ns = T0 + k * 2 * 10**7
-        msgs.append((t_ns, "/adapter/commanded", "sensor_msgs/msg/JointState", joint_state(t_ns, q_at(k * 0.02))))
+        msgs.append((t_ns, "/adapter_node/commanded", "sensor_msgs/msg/JointState", joint_state(t_ns, q_at(k * 0.02))))
     for i in range(20):
         t_ns = T0 + 10**9 + i * 4 * 10**8
         if i not in dropped_ids:
@@ -66,6 +66,11 @@ def _write_bag(path: Path, *, dropped_ids: set[int], overshoot: bool = False, la
         last_latency_s=0.39, mean_latency_s=0.3, p95_latency_s=0.38, dropped_observations=3, stale_inputs=0,
         rejected_inputs=0, backend="inprocess", model_id="preset:tiny", message="running")
     msgs.append((T0 + 9 * 10**9, "/dreamzero/status", "dreamzero_msgs/msg/PolicyStatus", status))
+    kv = S["diagnostic_msgs/msg/KeyValue"]
+    adapter = S["diagnostic_msgs/msg/DiagnosticStatus"](
+        level=0, name="adapter_node", message="ok", hardware_id="",
+        values=[kv(key="accepted", value="15"), kv(key="rejected", value="3"), kv(key="robot", value="sim")])
+    msgs.append((T0 + 9 * 10**9, "/adapter_node/status", "diagnostic_msgs/msg/DiagnosticStatus", adapter))
     for k in range(30):  # 3 Hz cameras, each camera a different grey level; predicted frames at 1 Hz
         t_ns = T0 + k * 333_333_333
         for c, topic in enumerate(CAMS):
@@ -109,6 +114,8 @@ def test_report_numbers_match_the_synthetic_episode(tmp_path: Path) -> None:
     assert report["motion_rad"]["panda_joint1"] == pytest.approx(0.3 + 0.3 * np.sin(0.1), abs=1e-3)
     assert report["limit_violations"]["total"] == 0
     assert report["policy_status"]["dropped_observations"] == 3
+    assert (ch["accepted_by_adapter"], ch["rejected_by_adapter"]) == (15, 3)
+    assert report["adapter_status"]["robot"] == "sim"
 
 
 def test_report_counts_position_limit_violations(tmp_path: Path) -> None:

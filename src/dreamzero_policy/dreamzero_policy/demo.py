@@ -22,30 +22,53 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import os
 import random
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dreamzero_policy.bringup import BACKENDS, RECORD_TOPICS
+from dreamzero_policy.bringup import BACKENDS, RECORD_TOPICS, NodeSpec
 
 ROBOT = "droid_franka_sim"
 CAMERA_TOPICS = ["/sim/exterior_1/image_raw", "/sim/exterior_2/image_raw", "/sim/wrist/image_raw"]
-PREDICTED_TOPIC = "/dreamzero_policy/predicted/image"
-# Recorded besides RECORD_TOPICS: what the video and the report need.
-EXTRA_TOPICS = (PREDICTED_TOPIC, "/arm_controller/joint_trajectory", "/gripper_controller/commands",
-                "/adapter/status", "/diagnostics")
 NETNS_ENV = "DREAMZERO_DEMO_NETNS"
 
 
-class DemoError(Exception):
-    def __init__(self, stage: str, message: str) -> None:
-        super().__init__(f"ERROR [{stage}]: {message}")
-        self.stage = stage
+@dataclass(frozen=True)
+class GraphNames:
+    """Names that follow from the bringup's node names (``~/...`` topics of the policy and adapter)."""
+
+    policy: str
+    adapter: str
+
+    @classmethod
+    def from_specs(cls, specs: list[NodeSpec]) -> GraphNames:
+        by_exe = {s.executable: s.name for s in specs}
+        return cls(policy=by_exe["policy_node"], adapter=by_exe["adapter_node"])
+
+    @property
+    def predicted(self) -> str:
+        return f"/{self.policy}/predicted/image"
+
+    @property
+    def run_task(self) -> str:
+        return f"/{self.policy}/run_task"
+
+    @property
+    def commanded(self) -> str:
+        return f"/{self.adapter}/commanded"
+
+    def record_topics(self) -> tuple[str, ...]:
+        """RECORD_TOPICS plus what the video and the report need."""
+        extra = (self.predicted, self.commanded, f"/{self.adapter}/status", f"/{self.policy}/instruction",
+                 "/arm_controller/joint_trajectory", "/gripper_controller/commands", "/diagnostics")
+        return tuple(dict.fromkeys((*RECORD_TOPICS, *extra)))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +113,7 @@ def _reexec_in_netns(args: argparse.Namespace) -> int | None:
         return None
     if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
         return None
-    print("==> [demo] running inside a private loopback-only network namespace (unshare -n)", flush=True)
+    print("==> [demo] re-running inside a private loopback-only network namespace (unshare -n)", flush=True)
     cmd = ["unshare", "-n", "--", "bash", "-c", 'ip link set lo up && exec "$@"', "_", "env", f"{NETNS_ENV}=isolated",
            sys.executable, "-m", "dreamzero_policy.cli", "demo", *_argv(args)]
     return subprocess.call(cmd)
@@ -107,10 +130,6 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def _say(text: str) -> None:
-    print(f"==> [demo] {text}", flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         print("ERROR [args]: --duration must be > 0", file=sys.stderr)
@@ -124,15 +143,19 @@ def run(args: argparse.Namespace) -> int:
     rc = _reexec_in_netns(args)
     if rc is not None:
         return rc
-    from dreamzero_policy.demo_tools.session import DemoSession  # rclpy is imported only from here on
+    # rclpy is imported only from here on (``--help`` and the netns re-run stay light).
+    from dreamzero_policy.demo_tools.session import DemoError, DemoSession, say
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
     env = _environment()
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    _say(f"run folder {args.output_dir}  (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, "
+    say(f"run folder {args.output_dir}  (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, "
          f"network: {os.environ.get(NETNS_ENV) or os.environ.get('DREAMZERO_TEST_NETNS') or 'localhost only'})")
     t_start = time.monotonic()
-    session = DemoSession(args, env, topics=(*RECORD_TOPICS, *EXTRA_TOPICS))
+    session = DemoSession(args, env)
+    names = GraphNames.from_specs(session.specs)
+    session.topics = names.record_topics()
+    session.run_task_action = names.run_task
     errors: list[str] = []
     try:
         session.run_episode()
@@ -142,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         errors.append("ERROR [interrupted]: Ctrl-C; stopping the nodes")
     finally:
         errors += session.shutdown()
-    report = _finish(args, session, errors, time.monotonic() - t_start)
+    report = _finish(args, session, names, errors, time.monotonic() - t_start)
     for line in errors:
         print(line, file=sys.stderr, flush=True)
     if errors:
@@ -152,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish(args: argparse.Namespace, session: Any, errors: list[str], wall_s: float) -> dict[str, Any] | None:
+def _finish(args: argparse.Namespace, session: Any, names: GraphNames, errors: list[str], wall_s: float
+            ) -> dict[str, Any] | None:
     """Video + report from the bag (also after a failed episode, when there is a bag to look at)."""
     from dreamzero_policy.demo_tools.report import build_report
     from dreamzero_policy.demo_tools.video import write_video
@@ -164,30 +188,40 @@ def _finish(args: argparse.Namespace, session: Any, errors: list[str], wall_s: f
         return None
     video: dict[str, Any] = {}
     try:
-        v = write_video(bag, out / "demo.mp4", CAMERA_TOPICS, PREDICTED_TOPIC, fps=args.video_fps)
+        v = write_video(bag, out / "demo.mp4", CAMERA_TOPICS, names.predicted, fps=args.video_fps)
         video = {"path": "demo.mp4", "frames": v.frames, "fps": v.fps, "size": list(v.size),
                  "camera_frames": v.camera_frames, "predicted_frames": v.predicted_frames}
-    except Exception as exc:  # noqa: BLE001 - reported as a stage failure, the report is still written
+    except Exception as exc:
         errors.append(f"ERROR [video]: {type(exc).__name__}: {exc}")
     info = {**session.run_info(), "wall_time_s": wall_s, "video": video, "errors": list(errors)}
     try:
-        report = build_report(bag, out, ROBOT, info)
-    except Exception as exc:  # noqa: BLE001
+        report = build_report(bag, out, ROBOT, info, names.commanded)
+    except Exception as exc:
         errors.append(f"ERROR [report]: {type(exc).__name__}: {exc}")
         return None
-    if not errors:
-        errors += _check(report)
-        if errors:  # keep report.json in step with the verdict
-            report["run"]["errors"] = list(errors)
-            build_report(bag, out, ROBOT, report["run"])
+    verdicts = _check(report)
+    if verdicts:  # keep report.json in step with the verdict
+        errors += verdicts
+        report["run"]["errors"] = list(errors)
+        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
 def _check(report: dict[str, Any]) -> list[str]:
-    """Verdicts a successful episode must pass."""
+    """Verdicts a successful episode must pass: chunks flowed, the arm moved, no limit was crossed."""
     out = []
-    if report["chunks"]["received"] == 0:
+    ch = report["chunks"]
+    if ch["received"] == 0:
         out.append("ERROR [report]: no action chunk was recorded")
+    elif ch.get("accepted_by_adapter") == 0:
+        lat, horizon = ch["latency_s"]["mean"], ch.get("horizon_s")
+        why = (f"the model needs {lat:.2f} s per chunk on average but a chunk covers only {horizon:.2f} s, so "
+               "every chunk is already in the past when it arrives" if lat and horizon and lat > horizon
+               else "see the adapter log for the reasons")
+        out.append(f"ERROR [episode]: the arm did not move: the adapter's safety checks rejected all "
+                   f"{ch['received']} chunks ({why}). On a CPU try a smaller model (--checkpoint tiny) or a GPU.")
+    elif max(report["motion_rad"].values(), default=0.0) < 1e-3:
+        out.append("ERROR [episode]: chunks were accepted but the arm did not move (see the sim and adapter logs)")
     if report["limit_violations"]["total"] != 0:
         out.append(f"ERROR [limits]: {report['limit_violations']['total']} joint limit violations "
                    "(see limit_violations in report.json)")

@@ -17,7 +17,7 @@ import numpy as np
 from dreamzero_policy.data.bagio import Bag
 
 JOINT_STATES = "/joint_states"
-COMMANDED = "/adapter/commanded"
+COMMANDED = "/adapter_node/commanded"  # the adapter's ~/commanded under its bringup node name
 CHUNKS = "/dreamzero/action_chunk"
 STATUS = "/dreamzero/status"
 TRAJECTORY = "/arm_controller/joint_trajectory"
@@ -52,6 +52,7 @@ class ChunkSeries:
     latency_s: np.ndarray
     step_s: np.ndarray
     execute_horizon: np.ndarray
+    horizon: np.ndarray
 
     def __len__(self) -> int:
         return int(self.recv_t.shape[0])
@@ -67,6 +68,7 @@ class Episode:
     chunks: ChunkSeries
     trajectory_recv_t: np.ndarray  # receive times of commands sent to the (sim) controller, s
     last_status: dict[str, Any] = field(default_factory=dict)
+    adapter_status: dict[str, Any] = field(default_factory=dict)  # last adapter ~/status key/values
     running_since_s: float | None = None  # first status in state RUNNING
 
 
@@ -109,12 +111,30 @@ def _status_dict(msg: Any) -> dict[str, Any]:
     }
 
 
-def load_episode(path: Path) -> Episode:
-    """Read the joint, chunk, status and controller topics of the bag at ``path``."""
-    wanted = (JOINT_STATES, COMMANDED, CHUNKS, STATUS, TRAJECTORY)
+def _diagnostic_values(msg: Any) -> dict[str, Any]:
+    """DiagnosticStatus -> {key: int | str} plus level/message (the adapter's counters are ints)."""
+    out: dict[str, Any] = {"level": int(msg.level[0]) if isinstance(msg.level, bytes) else int(msg.level),
+                           "message": msg.message}
+    for kv in msg.values:
+        try:
+            out[kv.key] = int(kv.value)
+        except ValueError:
+            out[kv.key] = kv.value
+    return out
+
+
+def load_episode(path: Path, commanded_topic: str = COMMANDED) -> Episode:
+    """Read the joint, chunk, status and controller topics of the bag at ``path``.
+
+    ``commanded_topic``: the adapter's ``~/commanded`` JointState (depends on the adapter's node name);
+    the adapter's ``~/status`` (DiagnosticStatus) is read from the sibling topic.
+    """
+    adapter_status_topic = commanded_topic.rsplit("/", 1)[0] + "/status"
+    wanted = (JOINT_STATES, commanded_topic, CHUNKS, STATUS, TRAJECTORY, adapter_status_topic)
+    adapter: dict[str, Any] = {}
     measured: list[tuple[int, int, list[str], np.ndarray]] = []
     commanded: list[tuple[int, int, list[str], np.ndarray]] = []
-    chunk_rows: list[tuple[int, int, str, float, float, int]] = []
+    chunk_rows: list[tuple[int, int, str, float, float, int, int]] = []
     traj: list[int] = []
     status: dict[str, Any] = {}
     running_ns: int | None = None
@@ -125,17 +145,20 @@ def load_episode(path: Path) -> Episode:
         t_end = int(reader.end_time) if counts else 0
         for conn, t, raw in bag.read(wanted):
             msg = bag.deserialize(raw, conn.msgtype)
-            if conn.topic in (JOINT_STATES, COMMANDED):
+            if conn.topic in (JOINT_STATES, commanded_topic):
                 row = (t, _stamp_ns(msg.header), list(msg.name), np.asarray(msg.position, float))
                 (measured if conn.topic == JOINT_STATES else commanded).append(row)
             elif conn.topic == CHUNKS:
                 lat = msg.inference_latency.sec + msg.inference_latency.nanosec * 1e-9
                 step = msg.step_duration.sec + msg.step_duration.nanosec * 1e-9
-                chunk_rows.append((t, int(msg.chunk_id), msg.session_id, lat, step, int(msg.execute_horizon)))
+                chunk_rows.append((t, int(msg.chunk_id), msg.session_id, lat, step, int(msg.execute_horizon),
+                                   int(msg.horizon)))
             elif conn.topic == STATUS:
                 status = _status_dict(msg)
                 if running_ns is None and status["state"] == "RUNNING":
                     running_ns = t
+            elif conn.topic == adapter_status_topic:
+                adapter = _diagnostic_values(msg)
             else:
                 traj.append(t)
     chunks = ChunkSeries(
@@ -145,6 +168,7 @@ def load_episode(path: Path) -> Episode:
         latency_s=np.array([r[3] for r in chunk_rows]),
         step_s=np.array([r[4] for r in chunk_rows]),
         execute_horizon=np.array([r[5] for r in chunk_rows], np.int64),
+        horizon=np.array([r[6] for r in chunk_rows], np.int64),
     )
     return Episode(
         path=Path(path),
@@ -155,5 +179,6 @@ def load_episode(path: Path) -> Episode:
         chunks=chunks,
         trajectory_recv_t=(np.array(traj, np.int64) - t0) / 1e9,
         last_status=status,
+        adapter_status=adapter,
         running_since_s=None if running_ns is None else (running_ns - t0) / 1e9,
     )

@@ -4,7 +4,7 @@ Pure NumPy. Definitions (also written into ``report.json`` under ``definitions``
 
 * chunk latency: the model's own ``inference_latency`` of each chunk, s.
 * chunk rate: received chunks / time between the first and the last chunk, Hz.
-* achieved control rate: setpoints the adapter commanded (``/adapter/commanded``) per second while
+* achieved control rate: setpoints the adapter commanded (``<adapter>/commanded``) per second while
   chunks flowed; ``controller_command_rate_hz`` counts trajectories sent to the (sim) controller.
 * dropped chunks: chunk ids missing from the bag within a session (ids are consecutive by contract),
   plus chunks the policy reports published after the last one recorded.
@@ -30,8 +30,10 @@ VELOCITY_WINDOW_S = 0.05
 DEFINITIONS = {
     "chunk_latency_s": "model inference_latency of each ActionChunk",
     "chunk_rate_hz": "received chunks / (last - first chunk receive time)",
-    "achieved_control_rate_hz": "/adapter/commanded setpoints per second while chunks flowed",
+    "achieved_control_rate_hz": "adapter ~/commanded setpoints per second while chunks flowed",
     "controller_command_rate_hz": "trajectories sent to the controller per second while chunks flowed",
+    "rejected_by_adapter": "chunks the adapter's safety checks refused (e.g. all steps already in the past); "
+                           "from its last ~/status",
     "dropped_chunks": "chunk ids (0, 1, ... per session) missing from the bag + chunks the policy reports "
                       "published after the last recorded one",
     "tracking_error_rad": "commanded - measured position, measured interpolated at commanded stamps",
@@ -152,9 +154,12 @@ def compute(ep: Episode, limits: dict[str, tuple[float, float, float]]) -> dict[
             "latency_s": _stats(ch.latency_s),
             "step_duration_s": float(np.median(ch.step_s)) if len(ch) else None,
             "execute_horizon": int(np.median(ch.execute_horizon)) if len(ch) else None,
+            "horizon_s": float(np.median(ch.horizon * ch.step_s)) if len(ch) else None,
             "dropped": dropped_chunks(ch.chunk_id, ch.session, published, ep.last_status.get("session_id"))
             if len(ch) else 0,
             "published_by_policy": published,
+            "accepted_by_adapter": ep.adapter_status.get("accepted"),
+            "rejected_by_adapter": ep.adapter_status.get("rejected"),
         },
         "control": {
             "achieved_control_rate_hz": _rate(ep.commanded.recv_t, first, last) if len(ch) > 1 else None,
@@ -166,5 +171,6 @@ def compute(ep: Episode, limits: dict[str, tuple[float, float, float]]) -> dict[
         "motion_rad": motion(ep.measured),
         "limit_violations": limit_violations(ep.measured, ep.commanded, limits),
         "policy_status": ep.last_status,
+        "adapter_status": ep.adapter_status,
         "definitions": DEFINITIONS,
     }

@@ -20,7 +20,6 @@ from dreamzero_msgs.action import RunTask
 from dreamzero_msgs.msg import ActionChunk, PolicyStatus
 from dreamzero_policy.demo_tools.episode import POLICY_STATES
 
-RUN_TASK_ACTION = "/dreamzero_policy/run_task"
 STATUS_TOPIC = "/dreamzero/status"
 CHUNK_TOPIC = "/dreamzero/action_chunk"
 
@@ -32,7 +31,7 @@ def state_name(state: int) -> str:
 class DemoMonitor:
     """Counts chunks / joint states, remembers the newest PolicyStatus, runs one RunTask goal."""
 
-    def __init__(self, context: Any, node_name: str = "demo_monitor") -> None:
+    def __init__(self, context: Any, run_task_action: str, node_name: str = "demo_monitor") -> None:
         self.node = Node(node_name, context=context)
         self._lock = threading.Lock()
         self.status: PolicyStatus | None = None
@@ -48,7 +47,7 @@ class DemoMonitor:
         self.node.create_subscription(PolicyStatus, STATUS_TOPIC, self._on_status, status_qos)
         self.node.create_subscription(ActionChunk, CHUNK_TOPIC, self._on_chunk, QoSProfile(depth=10))
         self.node.create_subscription(JointState, "/joint_states", self._on_joint_state, qos_profile_sensor_data)
-        self._client = ActionClient(self.node, RunTask, RUN_TASK_ACTION)
+        self._client = ActionClient(self.node, RunTask, run_task_action)
         self._goal_handle: Any = None
 
     # ------------------------------------------------------------------ callbacks
@@ -89,7 +88,7 @@ class DemoMonitor:
         """Send the RunTask goal (asynchronously); :attr:`goal_done` is set on result or rejection."""
         goal = RunTask.Goal(instruction=instruction, reset_session=True)
         whole = int(time_limit_s)
-        goal.time_limit = Duration(sec=whole, nanosec=int(round((time_limit_s - whole) * 1e9)))
+        goal.time_limit = Duration(sec=whole, nanosec=round((time_limit_s - whole) * 1e9))
         future = self._client.send_goal_async(goal, feedback_callback=self._on_feedback)
         future.add_done_callback(self._on_goal_response)
 

@@ -25,7 +25,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     ch, ctl, lim = report["chunks"], report["control"], report["limit_violations"]
     lat = ch["latency_s"]
     return [
-        f"chunks: {ch['received']} received, {ch['dropped']} dropped, rate {_fmt(ch['rate_hz'], ' Hz', '.2f')}",
+        f"chunks: {ch['received']} received, {ch['dropped']} dropped, rate {_fmt(ch['rate_hz'], ' Hz', '.2f')}; "
+        f"adapter accepted {_fmt(ch.get('accepted_by_adapter'), '', 'd')}, "
+        f"rejected {_fmt(ch.get('rejected_by_adapter'), '', 'd')}",
         f"chunk latency: mean {_fmt(lat['mean'], ' s')}, p95 {_fmt(lat['p95'], ' s')}, max {_fmt(lat['max'], ' s')}",
         f"control: {_fmt(ctl['achieved_control_rate_hz'], ' Hz', '.1f')} commanded setpoints, "
         f"{_fmt(ctl['controller_command_rate_hz'], ' Hz', '.2f')} controller trajectories",

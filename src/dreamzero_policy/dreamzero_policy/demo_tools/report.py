@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamzero_policy.demo_tools import metrics, plots
-from dreamzero_policy.demo_tools.episode import load_episode
+from dreamzero_policy.demo_tools.episode import COMMANDED, load_episode
 
 
 def profile_limits(robot: str) -> dict[str, tuple[float, float, float]]:
@@ -30,10 +30,14 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
-def build_report(bag: Path, out_dir: Path, robot: str, run_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Analyse ``bag``; write ``out_dir/report.json`` and ``out_dir/report.png``; return the report."""
+def build_report(bag: Path, out_dir: Path, robot: str, run_info: dict[str, Any] | None = None,
+                 commanded_topic: str = COMMANDED) -> dict[str, Any]:
+    """Analyse ``bag``; write ``out_dir/report.json`` and ``out_dir/report.png``; return the report.
+
+    ``commanded_topic``: the adapter's ``~/commanded`` (tracking and achieved control rate).
+    """
     limits = profile_limits(robot)
-    episode = load_episode(bag)
+    episode = load_episode(bag, commanded_topic)
     report = {"run": dict(run_info or {}), "robot": robot, **metrics.compute(episode, limits)}
     report = _json_safe(report)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")

@@ -18,20 +18,33 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
 from dreamzero_policy.bringup import sim_nodes
-from dreamzero_policy.demo import DemoError, _say
 from dreamzero_policy.demo_tools.monitor import DemoMonitor
 from dreamzero_policy.demo_tools.processes import ProcessGroup, executable_path
 from dreamzero_policy.demo_tools.recorder import BagRecorder
 
 _ACTIVE = ("WAITING_FOR_INPUT", "RUNNING")
+
+
+class DemoError(Exception):
+    """A demo stage failed; ``str()`` is the line printed to the user."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(f"ERROR [{stage}]: {message}")
+        self.stage = stage
+
+
+def say(text: str) -> None:
+    print(f"==> [demo] {text}", flush=True)
+
 _PROGRESS_PERIOD_S = 5.0
 
 
 class DemoSession:
-    def __init__(self, args: argparse.Namespace, env: dict[str, str], topics: tuple[str, ...]) -> None:
+    def __init__(self, args: argparse.Namespace, env: dict[str, str]) -> None:
         self.args = args
         self.env = env
-        self.topics = topics
+        self.topics: tuple[str, ...] = ()  # what to record; set before run_episode
+        self.run_task_action = "/dreamzero_policy/run_task"
         self.out = args.output_dir
         self.specs = sim_nodes(backend=args.backend, checkpoint=args.checkpoint)
         self.context: Any = None
@@ -64,7 +77,7 @@ class DemoSession:
         rclpy.init(context=self.context, domain_id=int(self.env["ROS_DOMAIN_ID"]))
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
         self.recorder = BagRecorder(self.context, self.out / "bag", self.topics)
-        self.monitor = DemoMonitor(self.context)
+        self.monitor = DemoMonitor(self.context, self.run_task_action)
         self.executor.add_node(self.recorder.node)
         self.executor.add_node(self.monitor.node)
         self._thread = threading.Thread(target=self._spin, name="demo-executor", daemon=True)
@@ -81,7 +94,7 @@ class DemoSession:
                 # autostart: configure + activate without a lifecycle manager; predicted frames for the video.
                 extra = ["-p", "autostart:=true", "-p", "predicted_video.enabled:=true"]
             child = self.procs.start(spec, extra)
-            _say(f"started {spec.name} (pid {child.process.pid}, log {child.log_path})")
+            say(f"started {spec.name} (pid {child.process.pid}, log {child.log_path})")
 
     def _check_children(self, stage: str) -> None:
         dead = self.procs.dead()
@@ -92,7 +105,7 @@ class DemoSession:
 
     def _wait_ready(self) -> None:
         assert self.monitor is not None
-        _say("waiting for the sim robot and the policy (model load + warm-up)...")
+        say("waiting for the sim robot and the policy (model load + warm-up)...")
         deadline = time.monotonic() + self.args.startup_timeout
         while time.monotonic() < deadline:
             self._check_children("ready")
@@ -100,7 +113,7 @@ class DemoSession:
             if state == "ERROR":
                 raise DemoError("ready", f"the policy reported ERROR: {self.monitor.last_status_text()}")
             if state in _ACTIVE and self.monitor.action_server_ready() and self.monitor.counts()[1] > 0:
-                _say(f"policy active ({self.monitor.last_status_text()})")
+                say(f"policy active ({self.monitor.last_status_text()})")
                 return
             time.sleep(0.2)
         js = self.monitor.counts()[1]
@@ -110,7 +123,7 @@ class DemoSession:
     def _run_task(self) -> None:
         assert self.monitor is not None
         mon, args = self.monitor, self.args
-        _say(f"RunTask: '{args.instruction}' for {args.duration:.1f} s")
+        say(f"RunTask: '{args.instruction}' for {args.duration:.1f} s")
         t_goal = time.monotonic()
         mon.send_goal(args.instruction, args.duration)
         running_deadline = t_goal + args.running_timeout
@@ -123,7 +136,7 @@ class DemoSession:
                 if mon.state() == "RUNNING":
                     self.timings["running_after_goal_s"] = now - t_goal
                     end_deadline = now + args.duration + 30.0
-                    _say(f"policy RUNNING after {now - t_goal:.1f} s")
+                    say(f"policy RUNNING after {now - t_goal:.1f} s")
                 elif now > running_deadline:
                     mon.cancel_goal()
                     raise DemoError("episode", f"policy never reached RUNNING: {mon.last_status_text()}")
@@ -133,7 +146,7 @@ class DemoSession:
                                 "of RUNNING")
             if now >= next_progress:
                 chunks, _ = mon.counts()
-                _say(f"t={now - t_goal:5.1f} s  chunks={chunks}  policy {mon.last_status_text()}")
+                say(f"t={now - t_goal:5.1f} s  chunks={chunks}  policy {mon.last_status_text()}")
                 next_progress += _PROGRESS_PERIOD_S
         self.timings["episode_s"] = time.monotonic() - t_goal
         if mon.goal_error:
@@ -141,7 +154,7 @@ class DemoSession:
         result = mon.goal_result
         self.task = {"success": bool(result.success), "message": result.message, "session_id": result.session_id,
                      "chunks_published": int(result.chunks_published)}
-        _say(f"RunTask finished: success={result.success} ({result.message}), "
+        say(f"RunTask finished: success={result.success} ({result.message}), "
              f"{result.chunks_published} chunks published")
         if not result.success:
             raise DemoError("episode", f"RunTask failed: {result.message} (policy {mon.last_status_text()})")
@@ -160,11 +173,13 @@ class DemoSession:
         if self.recorder is not None:
             try:
                 self.record_summary = self.recorder.close()
-            except Exception as exc:  # noqa: BLE001 - reported, the rest of the teardown still runs
+            except Exception as exc:
                 errors.append(f"ERROR [record]: {exc}")
-        _say("stopping the nodes (SIGINT)...")
+        say("stopping the nodes (SIGINT)...")
         for c in self.procs.stop():
-            if not c.clean:
+            if c.stop_signal == "exited by itself":
+                errors.append(f"ERROR [shutdown]: node {c.name} had exited by itself (code {c.returncode})")
+            elif not c.clean:
                 how = f"exit code {c.returncode}" + (f" after {c.stop_signal}" if c.stop_signal else "")
                 errors.append(f"ERROR [shutdown]: node {c.name} did not stop cleanly ({how}); "
                               f"last lines of {c.log_path}:\n{c.log_tail(8)}")

@@ -30,7 +30,6 @@ from functools import partial
 from typing import Any
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -38,9 +37,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
 
-from dreamzero_msgs.msg import ActionChunk, ObservationStamp, PolicyStatus
 from dreamzero_msgs.srv import SetInstruction
 from dreamzero_policy.backends.base import PolicyBackend
 from dreamzero_policy.core.errors import DreamZeroError
@@ -52,15 +49,13 @@ from dreamzero_policy.nodes.backend_factory import (
     default_backend_factory,
     warm_up,
 )
+from dreamzero_policy.nodes.outputs import PolicyOutputs
 from dreamzero_policy.nodes.params import NodeParams, ParameterError, check_update, declare_all, read_all
 from dreamzero_policy.nodes.run_task import RunTaskServer
 from dreamzero_policy.nodes.status import PolicyState, StatusReport, StatusTracker
 from dreamzero_policy.runtime import BufferLimits, PolicyRuntime, RuntimeEvent, load_io_spec
 
 NODE_NAME = "dreamzero_policy"
-CHUNK_TOPIC = "/dreamzero/action_chunk"
-STATUS_TOPIC = "/dreamzero/status"
-OBSERVATION_TOPIC = "/dreamzero/observation_used"
 REJECTION_MEMORY_S = 3.0  # a rejected input is quoted in "waiting for input" messages this long
 
 
@@ -87,7 +82,6 @@ class PolicyNode(LifecycleNode):
         self._has_instruction = False
         self._retry_after_ns = 0
         self._last_jumps = 0
-        self._last_video_ns = 0
         self._rejection = ("", 0.0)  # (message, monotonic time)
         self._precheck_rejected = 0
         # Arrival delay of sensor messages (node clock now - header stamp), for diagnostics/bench.
@@ -97,10 +91,7 @@ class PolicyNode(LifecycleNode):
         self._status_group = MutuallyExclusiveCallbackGroup()
         self._subs: list[Any] = []
         self._tick_timer: Any = None
-        self._pubs: dict[str, Any] = {}
-        # Status and diagnostics are plain publishers: they must also speak while unconfigured.
-        self._status_pub = self.create_publisher(PolicyStatus, STATUS_TOPIC, qos.status_qos)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.status_qos)
+        self.outputs = PolicyOutputs(self)
         period = self.get_parameter("status_period_s").value
         period = float(period) if isinstance(period, (int, float)) and 0.01 <= period <= 10.0 else 0.5
         self.create_timer(period, self._publish_status, callback_group=self._status_group)
@@ -156,14 +147,7 @@ class PolicyNode(LifecycleNode):
             runtime.set_instruction(params.instruction)
             self._has_instruction = True
         self.status.new_session(runtime.session.session_id)
-        self._pubs = {
-            "chunk": self.create_lifecycle_publisher(ActionChunk, CHUNK_TOPIC, qos.chunk_qos),
-            "observation": self.create_lifecycle_publisher(ObservationStamp, OBSERVATION_TOPIC, qos.status_qos),
-            "video": self.create_lifecycle_publisher(Image, "~/predicted/image", qos.preview_qos),
-        }
-        if params.publish_joint_trajectory:
-            self._pubs["trajectory"] = self.create_lifecycle_publisher(
-                JointTrajectory, "~/joint_trajectory", qos.chunk_qos)
+        self.outputs.open(spec.state_joints if params.publish_joint_trajectory else None)
         msg = f"configured: {params.backend} backend, model {self.status.model_id}, " \
               f"embodiment {spec.name} ({time.monotonic() - t0:.1f} s)"
         self.status.set_state(PolicyState.INACTIVE, msg)
@@ -243,13 +227,16 @@ class PolicyNode(LifecycleNode):
             if not self.runtime.close():
                 self.get_logger().warning("inference worker did not stop in time; backend left open")
             self.runtime = None
-        for pub in self._pubs.values():
-            self.destroy_lifecycle_publisher(pub)
-        self._pubs = {}
+        self.outputs.close()
         if "torch" in sys.modules:  # free cached GPU memory only if torch was ever loaded
             torch = sys.modules["torch"]
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+    def shutdown_resources(self) -> None:
+        """Stop I/O and the worker, free the model (process exit; any lifecycle state)."""
+        self._stop_io()
+        self._release()
 
     def _autostart(self) -> None:
         if self._autostart_timer is not None:
@@ -389,15 +376,10 @@ class PolicyNode(LifecycleNode):
 
     def _handle_event(self, ev: RuntimeEvent) -> None:
         if ev.kind == "chunk" and ev.chunk is not None:
-            chunk = ev.chunk
-            self._pubs["chunk"].publish(conv.chunk_to_msg(chunk))
-            if "trajectory" in self._pubs and self.runtime is not None:
-                self._pubs["trajectory"].publish(
-                    conv.chunk_to_joint_trajectory(chunk, self.runtime.spec.state_joints))
-            self._pubs["observation"].publish(
-                conv.observation_stamp_msg(ev.stamp_ns, chunk.session_id, chunk.chunk_id, ev.sources))
-            self._maybe_publish_video(ev)
-            self.status.chunk_published(chunk.chunk_id, ev.latency_s)
+            p = self.params or NodeParams()
+            self.outputs.publish_chunk(ev, frame_id=p.frame_id, video_rate_hz=p.predicted_video_max_rate_hz
+                                       if p.publish_predicted_video else None)
+            self.status.chunk_published(ev.chunk.chunk_id, ev.latency_s)
         elif ev.kind == "bad_input":
             self._note_rejection(ev.message)
             self.status.input_rejected(ev.message)
@@ -408,16 +390,6 @@ class PolicyNode(LifecycleNode):
                                        f"{p.backend_retry_s:.1f} s")
             self.get_logger().error(f"backend {ev.kind}: {ev.message}", throttle_duration_sec=2.0)
         # "discarded": a result of an earlier session (reset while it ran); dropping it is correct.
-
-    def _maybe_publish_video(self, ev: RuntimeEvent) -> None:
-        p = self.params
-        if p is None or not p.publish_predicted_video or ev.video is None or ev.video.ndim != 4:
-            return
-        now = time.monotonic_ns()
-        if now - self._last_video_ns < 1e9 / p.predicted_video_max_rate_hz:
-            return
-        self._last_video_ns = now
-        self._pubs["video"].publish(conv.frame_to_image(ev.video[-1], ev.stamp_ns, p.frame_id))
 
     # ------------------------------------------------------------------ status
 
@@ -431,11 +403,7 @@ class PolicyNode(LifecycleNode):
                        rejected_inputs=rt.rejected_inputs + self._precheck_rejected + rep.rejected_inputs)
 
     def _publish_status(self) -> None:
-        rep = self.report()
-        now = self.get_clock().now().nanoseconds
-        self._status_pub.publish(conv.status_msg(rep, now))
-        self._diag_pub.publish(conv.diagnostics_msg(rep, now, f"{self.get_name()}: policy",
-                                                    rep.model_id or "dreamzero"))
+        self.outputs.publish_status(self.report(), self.get_clock().now().nanoseconds)
 
 
 def _metadata(backend: Any) -> dict[str, Any]:
@@ -447,22 +415,27 @@ def _metadata(backend: Any) -> dict[str, Any]:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Spin one PolicyNode on a MultiThreadedExecutor until Ctrl-C / shutdown; returns 0."""
+    """Spin one PolicyNode on a MultiThreadedExecutor until Ctrl-C / shutdown; returns 0.
+
+    (Jazzy's ``rclpy.init`` is not a context manager yet, hence the explicit try/finally.)
+    """
+    rclpy.init(args=args)
+    node: PolicyNode | None = None
+    executor = MultiThreadedExecutor(num_threads=4)
     try:
-        with rclpy.init(args=args):
-            node = PolicyNode()
-            executor = MultiThreadedExecutor(num_threads=4)
-            executor.add_node(node)
-            try:
-                executor.spin()
-            finally:
-                # Order: stop dispatching, stop the worker and free the model, then the node.
-                executor.shutdown(timeout_sec=5.0)
-                node._stop_io()
-                node._release()
-                node.destroy_node()
+        node = PolicyNode()
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    finally:
+        # Order: stop dispatching callbacks, stop the worker and free the model, destroy the node,
+        # then the context.
+        executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.shutdown_resources()
+            node.destroy_node()
+        rclpy.try_shutdown()
     return 0
 
 

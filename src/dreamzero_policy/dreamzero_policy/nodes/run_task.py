@@ -99,8 +99,8 @@ class RunTaskServer:
                                   last_latency_s=rep.last_latency_s, state=int(rep.state), elapsed_s=elapsed)
             goal_handle.publish_feedback(fb)
             time.sleep(FEEDBACK_PERIOD_S)
+        rep = node.report()  # before the clear below starts a new session
         node.clear_instruction()  # the task is over: no more chunks, the robot holds
-        rep = node.report()
         if goal_handle.is_active:
             getattr(goal_handle, outcome)()
         result.success, result.message, result.session_id = success, text, rep.session_id

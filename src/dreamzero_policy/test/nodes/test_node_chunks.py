@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from dreamzero_policy.nodes.converters import duration_to_s, ns_from_time
 from rclpy.lifecycle import TransitionCallbackReturn
 
@@ -81,3 +83,24 @@ def test_node_reset_service_starts_new_session(ros, sensors, collector, make_pol
     assert new[0].chunk_id == 0
     assert [c.chunk_id for c in new] == list(range(len(new)))
     assert new[0].session_id in resp.message
+
+
+def test_node_chunks_from_tiny_inprocess_model(ros, sensors, collector, make_policy):
+    node = make_policy(backend="inprocess", checkpoint="tiny", instruction="pick up the cube",
+                       inference_timeout_s=60.0)
+    _activate(node)
+    meta = node.runtime.backend.metadata()
+    assert meta["backend"] == "inprocess" and meta["model_id"] == "preset:tiny"
+    peer = sensors()
+    ros.wait_for(lambda: len(collector.chunks) >= 3, timeout=60, what="3 chunks from the tiny model")
+    chunks = list(collector.chunks)
+    horizon = int(meta["action_horizon"])
+    published = set(peer.published)
+    for c in chunks:
+        assert ns_from_time(c.header.stamp) in published
+        assert list(c.names) == DROID_NAMES
+        assert c.horizon == horizon and len(c.data) == horizon * 8
+        assert all(abs(v) < 1e3 for v in c.data)  # finite, robot units
+    assert [c.chunk_id for c in chunks] == list(range(len(chunks)))
+    assert len({c.session_id for c in chunks}) == 1
+    assert all(ns_from_time(b.header.stamp) > ns_from_time(a.header.stamp) for a, b in itertools.pairwise(chunks))

@@ -20,7 +20,6 @@ def test_node_callbacks_responsive_during_inference(ros, sensors, collector, mak
     ros.wait_for(lambda: node.runtime.worker.running_for_s > 0.1, timeout=5, what="a slow inference running")
     node.arrival_delays_s.clear()
     sent_before = len(peer.published)
-    t0 = time.monotonic()
     time.sleep(1.0)
     assert node.runtime.worker.busy  # the measurement window lies inside one inference
     delays = np.array(list(node.arrival_delays_s))
@@ -34,4 +33,3 @@ def test_node_callbacks_responsive_during_inference(ros, sensors, collector, mak
     n_status = len(collector.status)
     time.sleep(0.35)
     assert len(collector.status) > n_status
-    assert time.monotonic() - t0 < 2.0 or node.runtime.worker.busy is not None

@@ -28,7 +28,7 @@ def _setup(ros, sensors, make_policy, scripted_backend):
 
 
 def test_node_run_task_time_limit_with_feedback(ros, sensors, collector, make_policy, scripted_backend):
-    node, client = _setup(ros, sensors, make_policy, scripted_backend)
+    _, client = _setup(ros, sensors, make_policy, scripted_backend)
     feedback = []
     goal = RunTask.Goal(instruction="put the cup in the sink", time_limit=Duration(sec=1, nanosec=500_000_000),
                         reset_session=True)

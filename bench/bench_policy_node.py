@@ -1,0 +1,196 @@
+"""Policy node benchmarks on real rclpy (prints numbers; no pass/fail).
+
+A peer node publishes three 640x480 rgb8 cameras at 15 Hz and /joint_states at 100 Hz (droid_sim
+topics) to a PolicyNode on a 4-thread MultiThreadedExecutor, all in this process.
+
+1. Node overhead excluding the model, with an instant backend: (a) cost of the decision-timer
+   callback when it harvests a result and publishes the chunk (+ ObservationStamp) and submits the
+   next observation; (b) chunk received by a subscriber - (inference start + inference latency),
+   i.e. waiting for the next tick + publishing + DDS; (c) the observation's age when its inference
+   starts (frame period + tick wait). Target: p99 <= 10 ms for (a).
+2. Sensor callback latency (node clock at callback - header stamp) while the worker runs the
+   ``tiny`` in-process model. Target: p99 <= 5 ms.
+3. Achieved chunk rate with ``tiny`` (chunks/s) and its inference latency.
+
+Run (re-executes itself with the colcon install sourced and, where possible, inside a
+loopback-only network namespace, so DDS stays local):
+    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_policy_node.py [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+INNER = "DREAMZERO_BENCH_INNER"
+
+
+def _reexec() -> int:
+    """Run this script again with install/setup.bash sourced, in `unshare -rn` when available."""
+    me = " ".join(shlex.quote(a) for a in [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
+    script = (
+        f"set +u; source {shlex.quote(str(ROOT / 'install' / 'setup.bash'))}; export {INNER}=1; "
+        f"export ROS_DOMAIN_ID=${{ROS_DOMAIN_ID:-$(( (RANDOM % 90) + 10 ))}}; "
+        f"if unshare -rn true 2>/dev/null; then exec unshare -rn bash -c 'ip link set lo up; exec \"$@\"' _ {me}; "
+        f"else export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_LOCALHOST_ONLY=1; exec {me}; fi"
+    )
+    return subprocess.call(["bash", "-c", script])
+
+
+def pct(a: list[float] | np.ndarray, unit: float = 1e3) -> str:
+    x = np.asarray(a, dtype=np.float64) * unit
+    if x.size == 0:
+        return "no samples"
+    return (f"p50 {np.percentile(x, 50):.2f} ms, p99 {np.percentile(x, 99):.2f} ms, max {x.max():.2f} ms "
+            f"(n={x.size})")
+
+
+class InstantBackend:
+    """Returns a constant chunk at once: isolates the node's own cost."""
+
+    def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
+        return {"actions": np.zeros((24, 8), dtype=np.float32)}
+
+    def reset(self) -> None:
+        pass
+
+    def metadata(self) -> dict[str, Any]:
+        return {"backend": "bench", "model_id": "instant"}
+
+    def close(self) -> None:
+        pass
+
+
+def run(seconds: float) -> None:
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from dreamzero_policy.nodes import qos
+    from dreamzero_policy.nodes.converters import duration_to_s, ns_from_time
+    from dreamzero_policy.nodes.policy_node import PolicyNode
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import Header
+
+    from dreamzero_msgs.msg import ActionChunk
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    peer = rclpy.create_node("bench_peer", context=ctx)
+    cams = ["/sim/exterior_1/image_raw", "/sim/exterior_2/image_raw", "/sim/wrist/image_raw"]
+    cam_pubs = [peer.create_publisher(Image, t, qos.image_qos) for t in cams]
+    js_pub = peer.create_publisher(JointState, "/joint_states", qos.joint_state_qos)
+    pixels = np.random.default_rng(0).integers(0, 255, 640 * 480 * 3, dtype=np.uint8).tobytes()
+    names = [*(f"panda_joint{i}" for i in range(1, 8)), "gripper"]
+    received: list[tuple[int, Any]] = []
+    peer.create_subscription(ActionChunk, "/dreamzero/action_chunk",
+                             lambda m: received.append((peer.get_clock().now().nanoseconds, m)), qos.chunk_qos)
+
+    def header() -> Header:
+        ns = peer.get_clock().now().nanoseconds
+        return Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9))
+
+    def publish_cams() -> None:
+        h = header()
+        for pub in cam_pubs:
+            pub.publish(Image(header=h, height=480, width=640, encoding="rgb8", step=640 * 3, data=pixels))
+
+    def publish_js() -> None:
+        js_pub.publish(JointState(header=header(), name=names, position=[0.1] * 8))
+
+    peer.create_timer(1 / 15, publish_cams)
+    peer.create_timer(1 / 100, publish_js)
+    peer_exec = SingleThreadedExecutor(context=ctx)
+    peer_exec.add_node(peer)
+    threading.Thread(target=peer_exec.spin, daemon=True).start()
+
+    def make_node(name: str, test_backend: Any | None, **params: Any) -> PolicyNode:
+        base = {"instruction": "bench", "status_period_s": 0.5, **params}
+        node = PolicyNode(name, backend_factory=(lambda p, s: test_backend) if test_backend else None, context=ctx,
+                          parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
+        ex = MultiThreadedExecutor(num_threads=4, context=ctx)
+        ex.add_node(node)
+        threading.Thread(target=ex.spin, daemon=True).start()
+        node._bench_executor = ex
+        return node
+
+    # 1. node overhead with an instant backend ----------------------------------------------
+    node = make_node("bench_policy_overhead", InstantBackend())
+    tick_s: list[float] = []
+    original_tick = node._on_tick
+
+    def timed_tick() -> None:
+        before = node.report().chunks_published
+        t = time.perf_counter()
+        original_tick()
+        if node.report().chunks_published != before:  # a tick that published a chunk
+            tick_s.append(time.perf_counter() - t)
+
+    node._on_tick = timed_tick  # the timer is created in on_activate and binds this attribute
+    node.trigger_configure()
+    node.trigger_activate()
+    time.sleep(seconds)
+    node.trigger_deactivate()
+    done = [(t_rx - ns_from_time(m.inference_started)) / 1e9 - duration_to_s(m.inference_latency)
+            for t_rx, m in received]
+    age = [(ns_from_time(m.inference_started) - ns_from_time(m.header.stamp)) / 1e9 for _, m in received]
+    print(f"node overhead, tick that publishes a chunk (3x 640x480 rgb8): {pct(tick_s)}  [target p99 <= 10 ms]")
+    print(f"inference end -> chunk received by a subscriber:            {pct(done)}")
+    print(f"observation age when inference starts (15 Hz cameras):      {pct(age)}")
+    print(f"  chunks with the instant backend: {len(received) / seconds:.1f} /s")
+    node._bench_executor.shutdown()
+    node.shutdown_resources()
+    node.destroy_node()
+
+    # 2 + 3. the tiny model ----------------------------------------------------------------
+    received.clear()
+    node = make_node("bench_policy_tiny", None, backend="inprocess", checkpoint="tiny")
+    t0 = time.perf_counter()
+    node.trigger_configure()
+    print(f"tiny: configure (load + warm-up) {time.perf_counter() - t0:.1f} s")
+    node.trigger_activate()
+    time.sleep(1.0)
+    node.arrival_delays_s.clear()
+    received.clear()
+    busy = []
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        busy.append(node.runtime.worker.busy)
+        time.sleep(0.01)
+    delays = list(node.arrival_delays_s)
+    lat = [duration_to_s(m.inference_latency) for _, m in received]
+    print(f"sensor callback latency while tiny runs (worker busy {100 * np.mean(busy):.0f} % of the time): "
+          f"{pct(delays)}  [target p99 <= 5 ms]")
+    print(f"tiny: achieved chunk rate {len(received) / seconds:.2f} chunks/s; inference latency {pct(lat)}")
+    node.trigger_deactivate()
+    node._bench_executor.shutdown()
+    node.shutdown_resources()
+    node.destroy_node()
+    peer_exec.shutdown()
+    peer.destroy_node()
+    rclpy.shutdown(context=ctx)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per phase")
+    args = parser.parse_args()
+    if not os.environ.get(INNER):
+        return _reexec()
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    run(args.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
