@@ -26,9 +26,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "dreamzero_policy"))
 
-from dreamzero_policy.model.configuration_dreamzero import DreamZeroConfig, get_preset  # noqa: E402
-from dreamzero_policy.model.inference import WorldActionModel  # noqa: E402
-from dreamzero_policy.model.modeling_dreamzero import DreamZeroDiT  # noqa: E402
+from dreamzero_policy.model.configuration_dreamzero import DreamZeroConfig, get_preset
+from dreamzero_policy.model.inference import WorldActionModel
+from dreamzero_policy.model.modeling_dreamzero import DreamZeroDiT
 
 # Official implementation, CPU float32, 2 threads: mean per call over a session (ms).
 OFFICIAL_MS = {"tiny": 119.0, "small": 1363.0, "droid-tokens": 6488.0}

@@ -1,7 +1,9 @@
 """Replay backend: action chunks from a recorded bag's ``dreamzero_msgs/ActionChunk`` topic.
 
 For bringing up a robot (adapter, controllers, safety limits) without a GPU: each ``infer`` call
-returns the next recorded chunk, its columns reordered to the spec's ``action.names``. The chunks are
+returns the next recorded chunk, its columns reordered to the spec's ``action.names``. Like the
+in-process backend and the official server, a request whose ``session_id`` differs from the previous
+one resets the backend, so every new session replays the recording from its first chunk. The chunks are
 absolute targets recorded elsewhere, so the adapter's limits must catch a robot that starts far
 from the recording. Bags are read with ``rosbags`` (MCAP or sqlite3); the ActionChunk type is
 rebuilt from the definition stored in the bag, so no ROS installation is needed.
@@ -72,6 +74,7 @@ class ReplayBackend:
         chunks = read_action_chunks(bag, topic)
         self._chunks = [self._reorder(c) for c in chunks]
         self._next = 0
+        self._session: str | None = None
 
     def _reorder(self, chunk: dict[str, Any]) -> np.ndarray:
         names = chunk["names"]
@@ -89,6 +92,10 @@ class ReplayBackend:
         return len(self._chunks)
 
     def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
+        session = str(obs.get("session_id", ""))
+        if session != self._session:
+            self.reset()
+            self._session = session
         if self._next >= len(self._chunks):
             if not self.loop:
                 raise BackendError(f"replay: all {len(self._chunks)} chunks of {self.bag.name} were played")
@@ -99,6 +106,7 @@ class ReplayBackend:
 
     def reset(self) -> None:
         self._next = 0
+        self._session = None
 
     def metadata(self) -> dict[str, Any]:
         return {"backend": "replay", "model_id": f"replay:{self.bag.name}", "chunks": len(self._chunks),

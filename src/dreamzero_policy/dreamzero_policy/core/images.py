@@ -85,12 +85,10 @@ def _to_uint8_rgb(img: np.ndarray, conversion: int | None) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def decode_image(msg: Any) -> np.ndarray:
-    """Decode a raw ``sensor_msgs/Image`` into an (H, W, 3) uint8 RGB array (a new array).
+def _raw_header(msg: Any) -> tuple[str, int, int, int, int]:
+    """Validate a raw Image's header against its payload size without touching the pixels.
 
-    Honours ``step`` (row padding), ``is_bigendian`` (16-bit encodings) and the encodings in
-    :data:`SUPPORTED_ENCODINGS`. Raises :class:`ImageDecodeError` for an unknown encoding, a zero
-    size, a ``step`` shorter than a row, or a payload shorter than ``step * height``.
+    Returns (encoding key, height, width, step, row bytes); raises :class:`ImageDecodeError`.
     """
     encoding = str(_field(msg, "encoding")).strip()
     height, width = int(_field(msg, "height")), int(_field(msg, "width"))
@@ -100,17 +98,74 @@ def decode_image(msg: Any) -> np.ndarray:
         raise ImageDecodeError(f"unsupported image encoding '{encoding}' (supported: {', '.join(SUPPORTED_ENCODINGS)})")
     if height <= 0 or width <= 0:
         raise ImageDecodeError(f"image has an empty size {width}x{height}")
-    channels, depth, conversion = _RAW_ENCODINGS[key]
+    channels, depth, _ = _RAW_ENCODINGS[key]
     row_bytes = width * channels * depth
     if step < row_bytes:
         raise ImageDecodeError(
             f"image step {step} is shorter than one row ({width} px x {channels * depth} B = {row_bytes} B)"
         )
-    data = _payload(_field(msg, "data"))
-    if data.size < step * height:
+    size = _payload_size(_field(msg, "data"))
+    if size < step * height:
         raise ImageDecodeError(
-            f"image data has {data.size} bytes, expected step*height = {step}*{height} = {step * height}"
+            f"image data has {size} bytes, expected step*height = {step}*{height} = {step * height}"
         )
+    return key, height, width, step, row_bytes
+
+
+def _payload_size(data: Any) -> int:
+    """Byte count of a ``data`` field without copying it (len() of arrays/bytes is O(1))."""
+    if isinstance(data, np.ndarray):
+        return int(data.nbytes)
+    try:
+        return memoryview(data).nbytes
+    except TypeError:
+        return len(data)
+
+
+def _compressed_header(msg: Any) -> str:
+    """Validate a CompressedImage's format and that it has data; returns the lower-case format."""
+    fmt = str(_field(msg, "format")).strip().lower()
+    if "compresseddepth" in fmt:
+        raise ImageDecodeError(f"compressed depth images are not colour images (format '{fmt}')")
+    if _payload_size(_field(msg, "data")) == 0:
+        raise ImageDecodeError(f"compressed image (format '{fmt}') has no data")
+    return fmt
+
+
+def _is_compressed(msg: Any) -> bool:
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
+def check_image(msg: Any) -> str | None:
+    """Cheap header check of an Image / CompressedImage (no pixel decode): the reason the decoder
+    would reject it, or None when the header is plausible.
+
+    Raw images get every check :func:`decode_image` makes (encoding, size, ``step`` vs. row size,
+    payload length), so a raw image that passes always decodes. A compressed payload can still fail
+    in :func:`decode_compressed_image` (corrupt JPEG/PNG): that is only known after decoding.
+    """
+    try:
+        if _is_compressed(msg):
+            _compressed_header(msg)
+        else:
+            _raw_header(msg)
+    except ImageDecodeError as exc:
+        return str(exc)
+    except (TypeError, ValueError) as exc:  # e.g. a non-numeric height on a duck-typed message
+        return f"malformed image header: {exc}"
+    return None
+
+
+def decode_image(msg: Any) -> np.ndarray:
+    """Decode a raw ``sensor_msgs/Image`` into an (H, W, 3) uint8 RGB array (a new array).
+
+    Honours ``step`` (row padding), ``is_bigendian`` (16-bit encodings) and the encodings in
+    :data:`SUPPORTED_ENCODINGS`. Raises :class:`ImageDecodeError` for an unknown encoding, a zero
+    size, a ``step`` shorter than a row, or a payload shorter than ``step * height``.
+    """
+    key, height, width, step, row_bytes = _raw_header(msg)
+    channels, depth, conversion = _RAW_ENCODINGS[key]
+    data = _payload(_field(msg, "data"))
     rows = data[: step * height].reshape(height, step)[:, :row_bytes]
     if depth == 2:
         big = bool(getattr(msg, "is_bigendian", False))
@@ -129,12 +184,8 @@ def decode_compressed_image(msg: Any) -> np.ndarray:
     bare codec name (``"jpeg"``, ``"png"``), which means OpenCV's BGR order. ``compressedDepth``
     payloads are depth maps, not colour images, and are rejected.
     """
-    fmt = str(_field(msg, "format")).strip().lower()
-    if "compresseddepth" in fmt:
-        raise ImageDecodeError(f"compressed depth images are not colour images (format '{fmt}')")
+    fmt = _compressed_header(msg)
     data = _payload(_field(msg, "data"))
-    if data.size == 0:
-        raise ImageDecodeError(f"compressed image (format '{fmt}') has no data")
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageDecodeError(
@@ -159,6 +210,6 @@ def decode_compressed_image(msg: Any) -> np.ndarray:
 
 def decode_any_image(msg: Any) -> np.ndarray:
     """Dispatch on the fields: a ``format`` field means CompressedImage, else raw Image."""
-    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+    if _is_compressed(msg):
         return decode_compressed_image(msg)
     return decode_image(msg)

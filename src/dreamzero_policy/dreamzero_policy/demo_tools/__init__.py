@@ -1,6 +1,7 @@
 """Pieces of ``dreamzero demo``: bag recorder, child processes, episode analysis, report and video.
 
-Only :mod:`recorder`, :mod:`monitor` and :mod:`demo_tools.episode` import rclpy / ROS types; the
-analysis (:mod:`metrics`), plots (:mod:`plots`) and the video (:mod:`video`) read the finished bag
-with ``rosbags`` and need no ROS install.
+Only :mod:`.recorder`, :mod:`.monitor` and :mod:`.session` import rclpy / ROS message types. The
+analysis (:mod:`.episode`, :mod:`.metrics`), the report (:mod:`.report`, :mod:`.plots`), the video
+(:mod:`.video`) and :mod:`.processes` read the finished bag with ``rosbags`` or use the stdlib, and
+need no ROS install.
 """

@@ -84,6 +84,8 @@ def build_vae(cfg: DreamZeroConfig) -> AutoencoderKLWan:
     kwargs = dict(base_dim=e.vae_base_dim, decoder_base_dim=e.vae_decoder_base_dim, z_dim=cfg.out_dim,
                   num_res_blocks=e.vae_num_res_blocks, is_residual=e.vae_is_residual, patch_size=e.vae_patch_size,
                   scale_factor_spatial=e.vae_spatial_factor, scale_factor_temporal=e.vae_temporal_factor)
+    if e.vae_patch_size:  # Wan2.2: pixel-unshuffle by p before the encoder, so RGB enters as 3*p*p channels
+        kwargs.update(in_channels=3 * e.vae_patch_size ** 2, out_channels=3 * e.vae_patch_size ** 2)
     if cfg.out_dim != 16:  # the default normalisation constants are Wan2.1's 16 channels
         kwargs.update(latents_mean=[0.0] * cfg.out_dim, latents_std=[1.0] * cfg.out_dim)
     return AutoencoderKLWan(**kwargs).eval()

@@ -1,4 +1,4 @@
-"""Node parameters -> a policy backend, plus the warm-up call and the decode adapter the node uses.
+"""Node parameters -> a policy backend, plus the warm-up call.
 
 Kept out of ``policy_node.py`` so the node file only wires ROS entities; every function here is
 ROS-free and raises :class:`~dreamzero_policy.core.errors.DreamZeroError` subclasses (or the
@@ -9,14 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from dreamzero_policy.backends import create_backend
 from dreamzero_policy.backends.base import PolicyBackend, check_actions
-from dreamzero_policy.core.errors import ImageDecodeError, ObservationError
-from dreamzero_policy.core.images import decode_any_image
 from dreamzero_policy.nodes.params import NodeParams
 from dreamzero_policy.runtime.io_spec import IoSpec
 from dreamzero_policy.runtime.observation import build_request
@@ -53,12 +50,3 @@ def warm_up(backend: PolicyBackend, spec: IoSpec) -> np.ndarray:
     finally:
         backend.reset()
     return actions
-
-
-def decode_or_reject(payload: Any) -> np.ndarray:
-    """The shared image decoder, with decode failures reported as bad input (not backend errors):
-    a malformed frame must not reset the model session or count as a backend failure."""
-    try:
-        return decode_any_image(payload)
-    except ImageDecodeError as exc:
-        raise ObservationError(str(exc), "bad_input") from exc

@@ -17,12 +17,10 @@ from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dreamzero_msgs.msg import ActionChunk, ObservationStamp, PolicyStatus
-from dreamzero_policy.core.images import SUPPORTED_ENCODINGS
 from dreamzero_policy.nodes.status import StatusReport
 from dreamzero_policy.runtime.postprocess import ChunkData
 
 NS = 1_000_000_000
-_ENCODINGS = frozenset(SUPPORTED_ENCODINGS)
 
 
 # --------------------------------------------------------------------------- time
@@ -50,26 +48,6 @@ def duration_to_s(d: Any) -> float:
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def image_problem(msg: Any) -> str | None:
-    """Cheap header check of an Image / CompressedImage (no decoding), so a callback can reject an
-    unknown encoding or a truncated payload at once. None = plausible; full decoding happens in the
-    inference worker and may still reject it."""
-    if hasattr(msg, "format"):  # CompressedImage
-        if "compresseddepth" in str(msg.format).lower():
-            return f"compressed depth images are not colour images (format '{msg.format}')"
-        return None if len(msg.data) > 0 else "compressed image has no data"
-    enc = str(msg.encoding).strip()
-    if enc not in _ENCODINGS and enc.lower() not in _ENCODINGS:
-        return f"unsupported image encoding '{enc}'"
-    if msg.height <= 0 or msg.width <= 0:
-        return f"image has an empty size {msg.width}x{msg.height}"
-    if msg.step < msg.width:
-        return f"image step {msg.step} is shorter than its width {msg.width}"
-    if len(msg.data) < msg.step * msg.height:
-        return f"image data has {len(msg.data)} bytes, expected step*height = {msg.step * msg.height}"
-    return None
 
 
 def stamp_ns(msg: Any) -> int:

@@ -67,11 +67,23 @@ class PolicyOutputs:
             self._pubs["trajectory"].publish(conv.chunk_to_joint_trajectory(chunk, self._trajectory_joints))
         self._pubs["observation"].publish(
             conv.observation_stamp_msg(ev.stamp_ns, chunk.session_id, chunk.chunk_id, ev.sources))
-        if video_rate_hz and ev.video is not None and ev.video.ndim == 4:
-            now = time.monotonic_ns()
-            if now - self._last_video_ns >= 1e9 / video_rate_hz:
-                self._last_video_ns = now
-                self._pubs["video"].publish(conv.frame_to_image(ev.video[-1], ev.stamp_ns, frame_id))
+        if video_rate_hz and ev.video is not None:
+            self._publish_preview(ev, video_rate_hz, frame_id)
+
+    def _publish_preview(self, ev: RuntimeEvent, rate_hz: float, frame_id: str) -> None:
+        """The newest predicted frame, at most ``rate_hz``. A malformed video from a backend is
+        logged and skipped: it must never cost the chunk (already published) or the timer."""
+        now = time.monotonic_ns()
+        if now - self._last_video_ns < 1e9 / rate_hz:
+            return
+        video = ev.video
+        if video is None or video.ndim != 4 or video.shape[0] < 1 or video.shape[-1] != 3:
+            shape = None if video is None else video.shape
+            self._node.get_logger().warning(f"predicted video has shape {shape}, expected (T, H, W, 3); "
+                                            "not published", throttle_duration_sec=5.0)
+            return
+        self._last_video_ns = now
+        self._pubs["video"].publish(conv.frame_to_image(video[-1], ev.stamp_ns, frame_id))
 
     def publish_status(self, report: StatusReport, now_ns: int) -> None:
         self._status_pub.publish(conv.status_msg(report, now_ns))

@@ -7,11 +7,13 @@ lifecycle publishers; deactivate stops them and drains the worker but keeps the 
 frees the model. A failure is logged with its reason, shown on /dreamzero/status, and the
 transition returns FAILURE; the node stays alive.
 
+Subscriptions live in ``inputs.py``, publishers in ``outputs.py``.
+
 Threads (MultiThreadedExecutor; which callbacks may run at the same time):
 * default group (mutually exclusive): lifecycle transitions, parameter services, ``~/reset``,
   ``~/set_instruction``, ``~/instruction`` and the decision timer. They all change the session or
   the runtime, so serialising them removes every race between a transition and a tick.
-* ``_sensor_group`` (reentrant): camera and joint-state callbacks. They only append to the
+* the inputs' reentrant group: camera and joint-state callbacks. They only append to the
   runtime's locked buffers, so they run concurrently with everything, including a long transition.
 * ``_status_group`` (mutually exclusive): the status/diagnostics timer (reads a locked snapshot).
 * the ``~/run_task`` action server has its own reentrant group (its execute callback waits).
@@ -24,31 +26,21 @@ import contextlib
 import sys
 import time
 import traceback
-from collections import deque
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from dreamzero_msgs.srv import SetInstruction
 from dreamzero_policy.backends.base import PolicyBackend
 from dreamzero_policy.core.errors import DreamZeroError
-from dreamzero_policy.nodes import converters as conv
-from dreamzero_policy.nodes import qos
-from dreamzero_policy.nodes.backend_factory import (
-    BackendFactory,
-    decode_or_reject,
-    default_backend_factory,
-    warm_up,
-)
+from dreamzero_policy.nodes.backend_factory import BackendFactory, default_backend_factory, warm_up
+from dreamzero_policy.nodes.inputs import PolicyInputs
 from dreamzero_policy.nodes.outputs import PolicyOutputs
 from dreamzero_policy.nodes.params import NodeParams, ParameterError, check_update, declare_all, read_all
 from dreamzero_policy.nodes.run_task import RunTaskServer
@@ -56,7 +48,6 @@ from dreamzero_policy.nodes.status import PolicyState, StatusReport, StatusTrack
 from dreamzero_policy.runtime import BufferLimits, PolicyRuntime, RuntimeEvent, load_io_spec
 
 NODE_NAME = "dreamzero_policy"
-REJECTION_MEMORY_S = 3.0  # a rejected input is quoted in "waiting for input" messages this long
 
 
 def _limits(p: NodeParams) -> BufferLimits:
@@ -79,18 +70,12 @@ class PolicyNode(LifecycleNode):
         self.runtime: PolicyRuntime | None = None
         self.status = StatusTracker()
         self._active = False
-        self._has_instruction = False
         self._retry_after_ns = 0
-        self._last_jumps = 0
-        self._rejection = ("", 0.0)  # (message, monotonic time)
-        self._precheck_rejected = 0
-        # Arrival delay of sensor messages (node clock now - header stamp), for diagnostics/bench.
-        self.arrival_delays_s: deque[float] = deque(maxlen=2000)
-
-        self._sensor_group = ReentrantCallbackGroup()
         self._status_group = MutuallyExclusiveCallbackGroup()
-        self._subs: list[Any] = []
         self._tick_timer: Any = None
+        self.inputs = PolicyInputs(self, self._on_instruction)
+        # Arrival delay of sensor messages (node clock now - header stamp), for diagnostics/bench.
+        self.arrival_delays_s = self.inputs.arrival_delays_s
         self.outputs = PolicyOutputs(self)
         period = self.get_parameter("status_period_s").value
         period = float(period) if isinstance(period, (int, float)) and 0.01 <= period <= 10.0 else 0.5
@@ -132,8 +117,7 @@ class PolicyNode(LifecycleNode):
             if params.warmup:
                 warm_up(backend, spec)
             runtime = PolicyRuntime(spec, backend, limits=_limits(params), timeout_s=params.inference_timeout_s,
-                                    decode=decode_or_reject, joint_state_topic=params.joint_state_topic,
-                                    frame_id=params.frame_id)
+                                    joint_state_topic=params.joint_state_topic, frame_id=params.frame_id)
         except Exception as exc:  # same: FAILURE with the reason
             with contextlib.suppress(Exception):
                 backend.close()
@@ -142,10 +126,8 @@ class PolicyNode(LifecycleNode):
         self.params, self.runtime = params, runtime
         runtime.return_video = params.publish_predicted_video
         self.status.backend, self.status.model_id = params.backend, str(meta.get("model_id", params.checkpoint))
-        self._has_instruction = False
         if params.instruction.strip():
             runtime.set_instruction(params.instruction)
-            self._has_instruction = True
         self.status.new_session(runtime.session.session_id)
         self.outputs.open(spec.state_joints if params.publish_joint_trajectory else None)
         msg = f"configured: {params.backend} backend, model {self.status.model_id}, " \
@@ -164,18 +146,10 @@ class PolicyNode(LifecycleNode):
         """inactive -> active: subscriptions, decision timer, lifecycle publishers on. New session:
         the model context from before a pause no longer matches the scene."""
         assert self.runtime is not None and self.params is not None
-        spec, p = self.runtime.spec, self.params
-        for cam in spec.cameras:
-            msg_type = CompressedImage if cam.compressed else Image
-            self._subs.append(self.create_subscription(msg_type, cam.topic, partial(self._on_image, cam.name),
-                                                       qos.image_qos, callback_group=self._sensor_group))
-        self._subs.append(self.create_subscription(JointState, p.joint_state_topic, self._on_joint_state,
-                                                   qos.joint_state_qos, callback_group=self._sensor_group))
-        self._subs.append(self.create_subscription(String, "~/instruction", self._on_instruction,
-                                                   qos.instruction_qos))
+        p = self.params
+        self.inputs.open(self.runtime, self.runtime.spec, p.joint_state_topic)
         self._sync_session(self.runtime.reset("activated"))
         self._retry_after_ns = 0
-        self._last_jumps = self.runtime.buffers.time_jumps
         self._tick_timer = self.create_timer(p.query_period_s, self._on_tick)
         self._active = True
         self.status.set_state(PolicyState.WAITING_FOR_INPUT, "active: waiting for inputs")
@@ -213,9 +187,7 @@ class PolicyNode(LifecycleNode):
         if self._tick_timer is not None:
             self.destroy_timer(self._tick_timer)
             self._tick_timer = None
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        self._subs = []
+        self.inputs.close()
         if self.runtime is not None:
             deadline = time.monotonic() + min(10.0, self.params.inference_timeout_s if self.params else 10.0)
             while self.runtime.worker.busy and time.monotonic() < deadline:
@@ -245,39 +217,8 @@ class PolicyNode(LifecycleNode):
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
-    # ------------------------------------------------------------------ callbacks (cache only)
-
-    def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
-        rt = self.runtime
-        if rt is None:
-            return
-        stamp = conv.stamp_ns(msg)
-        self.arrival_delays_s.append((self.get_clock().now().nanoseconds - stamp) * 1e-9)
-        problem = conv.image_problem(msg)
-        if problem is not None:
-            self._precheck_rejected += 1
-            self._note_rejection(f"camera {camera}: {problem}")
-            return
-        err = rt.add_image(camera, stamp, msg)
-        if err is not None:
-            self._note_rejection(err)
-
-    def _on_joint_state(self, msg: JointState) -> None:
-        rt = self.runtime
-        if rt is None:
-            return
-        stamp = conv.stamp_ns(msg)
-        self.arrival_delays_s.append((self.get_clock().now().nanoseconds - stamp) * 1e-9)
-        err = rt.add_joint_state(stamp, msg.name, msg.position)
-        if err is not None:
-            self._note_rejection(err)
-
-    def _note_rejection(self, message: str) -> None:
-        self._rejection = (message, time.monotonic())
-        self.get_logger().warning(f"input problem: {message}", throttle_duration_sec=2.0)
-
-    def _on_instruction(self, msg: String) -> None:
-        ok, message, _ = self.set_instruction(msg.data, reset_session=False)
+    def _on_instruction(self, text: str) -> None:
+        ok, message, _ = self.set_instruction(text, reset_session=False)
         if not ok:
             self.get_logger().warning(f"~/instruction: {message}")
 
@@ -294,19 +235,16 @@ class PolicyNode(LifecycleNode):
             self.status.input_rejected("empty instruction: no chunks until a non-empty one is set")
             return False, "instruction must not be empty; inference stopped", rt.session.session_id
         try:
-            # After a clear, the same text again must still start a fresh session.
-            sid = rt.set_instruction(text, reset_session=reset_session or not self._has_instruction)
+            sid = rt.set_instruction(text, reset_session=reset_session)
         except DreamZeroError as exc:
             return False, str(exc), rt.session.session_id
-        self._has_instruction = True
         self._sync_session(sid)
         return True, f"instruction set; session {sid}", sid
 
     def clear_instruction(self) -> None:
         """Stop inference; a result still in flight belongs to the old session and is dropped."""
-        self._has_instruction = False
         if self.runtime is not None:
-            self._sync_session(self.runtime.reset("instruction cleared"))
+            self._sync_session(self.runtime.clear_instruction())
 
     @property
     def is_active(self) -> bool:
@@ -355,24 +293,19 @@ class PolicyNode(LifecycleNode):
         for event in rt.poll():
             self._handle_event(event)
         now = self.get_clock().now().nanoseconds
-        if rt.buffers.time_jumps != self._last_jumps:
-            # The runtime starts a new session on its next tick; remember why for the status.
-            self._last_jumps = rt.buffers.time_jumps
-            self._note_rejection(rt.buffers.last_jump_message + "; new session")
-        if not self._has_instruction:
+        if now < self._retry_after_ns and rt.instruction:
+            return  # backing off after a backend failure
+        outcome = rt.tick(now)
+        if outcome.new_session:  # e.g. time went backwards: remember why for the status
+            self.inputs.note_rejection(outcome.new_session)
+        self._sync_session(rt.session.session_id)
+        if outcome.reason == "no_instruction":
             self.status.set_state(PolicyState.WAITING_FOR_INPUT, "no instruction (set ~/instruction, "
                                   "~/set_instruction or send a ~/run_task goal)")
-            return
-        if now < self._retry_after_ns:
-            return
-        outcome = rt.tick(now)
-        self._sync_session(rt.session.session_id)
-        if not outcome.submitted and outcome.reason != "busy":
-            message, at = self._rejection
-            if message and time.monotonic() - at < REJECTION_MEMORY_S:
-                self.status.input_not_ready(f"{outcome.message} (last input problem: {message})")
-            else:
-                self.status.input_not_ready(outcome.message)
+        elif not outcome.submitted and outcome.reason != "busy":
+            recent = self.inputs.recent_rejection()
+            self.status.input_not_ready(f"{outcome.message} (last input problem: {recent})" if recent
+                                        else outcome.message)
 
     def _handle_event(self, ev: RuntimeEvent) -> None:
         if ev.kind == "chunk" and ev.chunk is not None:
@@ -381,7 +314,7 @@ class PolicyNode(LifecycleNode):
                                        if p.publish_predicted_video else None)
             self.status.chunk_published(ev.chunk.chunk_id, ev.latency_s)
         elif ev.kind == "bad_input":
-            self._note_rejection(ev.message)
+            self.inputs.note_rejection(ev.message)
             self.status.input_rejected(ev.message)
         elif ev.kind in ("error", "timeout"):
             p = self.params or NodeParams()
@@ -400,7 +333,7 @@ class PolicyNode(LifecycleNode):
         if rt is None:
             return rep
         return replace(rep, dropped_observations=rt.worker.stats.dropped, stale_inputs=rt.stale_inputs,
-                       rejected_inputs=rt.rejected_inputs + self._precheck_rejected + rep.rejected_inputs)
+                       rejected_inputs=rt.rejected_inputs + self.inputs.precheck_rejected + rep.rejected_inputs)
 
     def _publish_status(self) -> None:
         self.outputs.publish_status(self.report(), self.get_clock().now().nanoseconds)

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dreamzero_policy.core.errors import ObservationError
+from dreamzero_policy.core.errors import ImageDecodeError, ObservationError
 from dreamzero_policy.runtime.io_spec import IoSpec
 
 JOINT_KEY = "observation/joint_position"
@@ -118,7 +118,11 @@ def build_request(
             # Left-padding repeats the same payload: decode and resize it once.
             key = id(payload)
             if key not in decoded_cache:
-                img = decode(payload) if decode is not None else payload
+                try:
+                    img = decode(payload) if decode is not None else payload
+                except ImageDecodeError as exc:
+                    # A malformed frame is bad input, never a backend failure (no session reset).
+                    raise ObservationError(f"camera {cam.name}: {exc}", "bad_input") from exc
                 decoded_cache[key] = resize_with_pad(_check_rgb(img, f"camera {cam.name}"), (h, w))
             stack[t] = decoded_cache[key]
         out[cam.request_key] = stack

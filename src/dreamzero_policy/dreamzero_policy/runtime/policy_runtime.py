@@ -42,11 +42,14 @@ class Job:
 @dataclass(frozen=True)
 class TickOutcome:
     """``submitted`` or why not: ``reason`` in {busy, no_instruction, missing, stale, skew, history,
-    time_backwards, bad_input}; ``message`` for status/diagnostics."""
+    time_backwards, bad_input}; ``message`` for status/diagnostics. ``new_session`` is non-empty
+    when this tick started a new session by itself, and says why (time went backwards: bag loop,
+    sim reset); the new id is ``runtime.session.session_id``."""
 
     submitted: bool
     reason: str = ""
     message: str = ""
+    new_session: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,23 @@ class PolicyRuntime:
     def instruction(self) -> str:
         return self._instruction
 
+    def clear_instruction(self, reason: str = "instruction cleared") -> str:
+        """Stop inference until a new instruction is set: no instruction, new session, cleared
+        buffers. A result still in flight belongs to the old session and is discarded by ``poll``.
+        Setting any instruction afterwards (even the same text) starts a fresh session. Returns the id."""
+        with self._lock:
+            self._instruction = ""
+        sid = self.session.clear_prompt(reason)
+        self.buffers.clear()
+        self._epoch = self.buffers.epoch
+        return sid
+
+    @property
+    def session_reason(self) -> str:
+        """Why the current session started (``start``, ``new instruction``, ``reset requested``,
+        ``time went backwards (...)``, ``backend error``...)."""
+        return self.session.reason
+
     def reset(self, reason: str = "reset requested") -> str:
         """New session + cleared buffers; the backend resets on the next request. Returns the id."""
         sid = self.session.new(reason)
@@ -141,23 +161,23 @@ class PolicyRuntime:
 
     def tick(self, now_ns: int) -> TickOutcome:
         """Start an inference if the worker is idle and the inputs are good (timer callback)."""
-        self._check_epoch()
+        restarted = self._check_epoch()
         if not self._instruction:
-            return TickOutcome(False, "no_instruction", "no instruction set")
+            return TickOutcome(False, "no_instruction", "no instruction set", restarted)
         if self.worker.busy:
-            return TickOutcome(False, "busy", "inference running")
+            return TickOutcome(False, "busy", "inference running", restarted)
         plan = self.session.plan()
         try:
             snap = self.buffers.snapshot(now_ns, plan.n_frames)
         except ObservationError as exc:
-            self._check_epoch()
+            restarted = self._check_epoch() or restarted  # the snapshot itself may see the clock jump
             with self._lock:
                 self.stale_inputs += 1
                 self.last_problem = str(exc)
-            return TickOutcome(False, exc.reason, str(exc))
+            return TickOutcome(False, exc.reason, str(exc), restarted)
         job = Job(snap, plan, self.session.prompt, now_ns, time.monotonic_ns(), self.return_video)
         self.worker.submit(job)
-        return TickOutcome(True)
+        return TickOutcome(True, new_session=restarted)
 
     def poll(self) -> list[RuntimeEvent]:
         """Finished inferences since the last call, as events (oldest first)."""
@@ -200,10 +220,15 @@ class PolicyRuntime:
 
     # ------------------------------------------------------------------ internals
 
-    def _check_epoch(self) -> None:
-        if self.buffers.epoch != self._epoch:
-            self._epoch = self.buffers.epoch
-            self.session.new("time went backwards")
+    def _check_epoch(self) -> str:
+        """New session if the buffers were cleared by a time jump since the last look; returns the
+        reason ("" when nothing happened). Explicit clears update ``_epoch`` themselves."""
+        if self.buffers.epoch == self._epoch:
+            return ""
+        self._epoch = self.buffers.epoch
+        reason = f"{self.buffers.last_jump_message or 'time went backwards'}; new session"
+        self.session.new(reason)
+        return reason
 
     def _process(self, job: Job) -> dict[str, Any]:
         """Worker thread: decode + assemble + backend call."""

@@ -70,6 +70,13 @@ class Session:
             self.new("new instruction")
         return changed
 
+    def clear_prompt(self, reason: str = "instruction cleared") -> str:
+        """Forget the prompt and start a new session, so any prompt set later (even the same text)
+        starts yet another fresh session. Returns the new id."""
+        with self._lock:
+            self.prompt = ""
+        return self.new(reason)
+
     # ------------------------------------------------------------------ per call
 
     def plan(self) -> CallPlan:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dreamzero_policy.core.errors import BackendTimeoutError, ObservationError
+from dreamzero_policy.core.errors import BackendTimeoutError, ImageDecodeError, ObservationError
 
 _STOP = object()
 
@@ -157,7 +157,7 @@ class InferenceWorker:
             try:
                 value = self._process(item)
                 result = WorkResult(item, "ok", value=value)
-            except ObservationError as exc:
+            except (ObservationError, ImageDecodeError) as exc:  # the input, not the backend, was wrong
                 result = WorkResult(item, "bad_input", error=str(exc))
             except BackendTimeoutError as exc:
                 result = WorkResult(item, "timeout", error=str(exc))

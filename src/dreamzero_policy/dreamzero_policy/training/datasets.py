@@ -104,7 +104,7 @@ def color_jitter(frames: np.ndarray, rng: np.random.Generator, strength: Sequenc
         x = (x - gray) * rng.uniform(1 - s, 1 + s) + gray
     out = np.clip(x, 0, 255).astype(np.uint8)
     if h:
-        shift = int(round(rng.uniform(-h, h) * 180))  # OpenCV hue range is 0..179
+        shift = round(rng.uniform(-h, h) * 180)  # OpenCV hue range is 0..179
         for t in range(out.shape[0]):
             hsv = cv2.cvtColor(out[t], cv2.COLOR_RGB2HSV)
             hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + shift) % 180).astype(np.uint8)
@@ -181,7 +181,7 @@ class ChunkDataset(Dataset):
         held: dict[int, list[int]] = {}
         n = len(self.sources[robot].lengths)
         if config.holdout_fraction > 0 and n >= 2:
-            k = max(1, int(round(config.holdout_fraction * n)))
+            k = max(1, round(config.holdout_fraction * n))
             held[robot] = list(range(n - k, n))
         self.items: list[np.ndarray] = []
         for i, src in enumerate(self.sources):

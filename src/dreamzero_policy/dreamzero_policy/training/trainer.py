@@ -201,7 +201,8 @@ class Trainer:
         if not self.acc.is_main_process:
             return
         if not self.eval_set.has_holdout:
-            log.warning("no held-out episodes (the first robot dataset has < 2 episodes): evaluation skipped")
+            log.warning("no held-out episodes (holdout_fraction is 0 or the first robot dataset has < 2 episodes): "
+                        "evaluation skipped")
             return
         metrics = evaluate(self.module, self.comps, self.encoders, self.eval_set, self.config.eval_samples,
                            self.config.eval_inference_steps, seed=self.config.seed)

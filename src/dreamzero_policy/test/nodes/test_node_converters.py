@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from dreamzero_policy.core.images import check_image
 from dreamzero_policy.nodes import converters as conv
 from dreamzero_policy.nodes.status import PolicyState
 from dreamzero_policy.runtime import load_io_spec, make_chunk
@@ -39,12 +40,15 @@ def test_node_converters_chunk_fields():
     assert conv.ns_from_time(traj.points[5].time_from_start) == 6 * chunk.step_duration_ns
 
 
-def test_node_converters_image_precheck():
+def test_node_converters_check_image_on_rclpy_messages():
+    # The node's callback check (core.images.check_image) on real rclpy messages (array.array data).
     good = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12))
-    assert conv.image_problem(good) is None
-    assert "unsupported image encoding" in conv.image_problem(Image(height=2, width=2, encoding="xyz", step=6,
-                                                                    data=bytes(12)))
-    assert "expected step*height" in conv.image_problem(Image(height=2, width=2, encoding="rgb8", step=6,
-                                                              data=bytes(7)))
-    assert "no data" in conv.image_problem(CompressedImage(format="jpeg"))
-    assert "depth" in conv.image_problem(CompressedImage(format="16UC1; compressedDepth", data=bytes(3)))
+    assert check_image(good) is None
+    assert "unsupported image encoding" in check_image(Image(height=2, width=2, encoding="xyz", step=6,
+                                                             data=bytes(12)))
+    assert "expected step*height" in check_image(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(7)))
+    # step covers the width in pixels but not in bytes (rgb8 = 3 B/px): the decoder would reject it.
+    assert "shorter than one row" in check_image(Image(height=2, width=2, encoding="rgb8", step=2, data=bytes(4)))
+    assert "no data" in check_image(CompressedImage(format="jpeg"))
+    assert "depth" in check_image(CompressedImage(format="16UC1; compressedDepth", data=bytes(3)))
+    assert check_image(CompressedImage(format="jpeg", data=bytes(3))) is None  # payload decoded later

@@ -85,6 +85,24 @@ def test_replay_reads_bag_and_reorders(bag) -> None:
     assert len([looping.infer({}) for _ in range(5)]) == 5 and looping.metadata()["action_horizon"] == 24
 
 
+def test_replay_resets_on_session_change(bag) -> None:
+    # Official server semantics (as the in-process backend): a new session_id starts the recording over.
+    path, datas = bag
+    rb = ReplayBackend(SPEC, path)
+    a0 = rb.infer(request("s1"))["actions"]
+    a1 = rb.infer(request("s1"))["actions"]
+    np.testing.assert_allclose(a0, expected(datas[0]), rtol=1e-6)
+    np.testing.assert_allclose(a1, expected(datas[1]), rtol=1e-6)
+    out = rb.infer(request("s2"))
+    assert out["replay_index"] == 0
+    np.testing.assert_allclose(out["actions"], expected(datas[0]), rtol=1e-6)
+    assert rb.infer(request("s2"))["replay_index"] == 1
+    # Going back to an earlier id is a change too; an explicit reset restarts the same session.
+    assert rb.infer(request("s1"))["replay_index"] == 0
+    rb.reset()
+    assert rb.infer(request("s1"))["replay_index"] == 0
+
+
 def test_replay_errors(bag, tmp_path) -> None:
     path, _ = bag
     with pytest.raises(BackendError, match="no topic"):
