@@ -43,7 +43,7 @@ def test_every_launch_file_has_a_launch_description() -> None:
 def test_unknown_backend_and_robot_are_rejected_with_reason() -> None:
     with pytest.raises(ValueError, match="backend must be one of"):
         bringup_nodes("droid_franka", "droid", backend="cloud", config=CONFIG)
-    with pytest.raises(ValueError, match="unknown robot 'nope'.*known robots: .*droid_franka"):
+    with pytest.raises(ValueError, match=r"unknown robot 'nope'.*known robots: .*droid_franka"):
         bringup_nodes("nope", "droid", config=CONFIG)
 
 
