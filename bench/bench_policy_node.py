@@ -1,7 +1,9 @@
 """Policy node benchmarks on real rclpy (prints numbers; no pass/fail).
 
 A peer node publishes three 640x480 rgb8 cameras at 15 Hz and /joint_states at 100 Hz (droid_sim
-topics) to a PolicyNode on a 4-thread MultiThreadedExecutor, all in this process.
+topics) from a separate process (like camera drivers on a robot; ``--in-process-peer`` for the old
+setup) to a PolicyNode on a 4-thread MultiThreadedExecutor in this process, with the process
+settings of ``policy_node``'s ``main()`` (``tune_interpreter``).
 
 1. Node overhead excluding the model, with an instant backend: (a) cost of the decision-timer
    callback when it harvests a result and publishes the chunk (+ ObservationStamp) and submits the
@@ -71,30 +73,22 @@ class InstantBackend:
         pass
 
 
-def run(seconds: float) -> None:
+def start_sensor_peer(ctx: Any) -> Any:
+    """Three 640x480 rgb8 cameras at 15 Hz and /joint_states at 100 Hz (droid_sim topics), spinning
+    on its own executor thread in ``ctx``; returns the executor."""
     import rclpy
     from builtin_interfaces.msg import Time
     from dreamzero_policy.nodes import qos
-    from dreamzero_policy.nodes.converters import duration_to_s, ns_from_time
-    from dreamzero_policy.nodes.policy_node import PolicyNode
-    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
-    from rclpy.parameter import Parameter
+    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import Header
 
-    from dreamzero_msgs.msg import ActionChunk
-
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
     peer = rclpy.create_node("bench_peer", context=ctx)
     cams = ["/sim/exterior_1/image_raw", "/sim/exterior_2/image_raw", "/sim/wrist/image_raw"]
     cam_pubs = [peer.create_publisher(Image, t, qos.image_qos) for t in cams]
     js_pub = peer.create_publisher(JointState, "/joint_states", qos.joint_state_qos)
     pixels = np.random.default_rng(0).integers(0, 255, 640 * 480 * 3, dtype=np.uint8).tobytes()
     names = [*(f"panda_joint{i}" for i in range(1, 8)), "gripper"]
-    received: list[tuple[int, Any]] = []
-    peer.create_subscription(ActionChunk, "/dreamzero/action_chunk",
-                             lambda m: received.append((peer.get_clock().now().nanoseconds, m)), qos.chunk_qos)
 
     def header() -> Header:
         ns = peer.get_clock().now().nanoseconds
@@ -110,9 +104,68 @@ def run(seconds: float) -> None:
 
     peer.create_timer(1 / 15, publish_cams)
     peer.create_timer(1 / 100, publish_js)
-    peer_exec = SingleThreadedExecutor(context=ctx)
-    peer_exec.add_node(peer)
-    threading.Thread(target=peer_exec.spin, daemon=True).start()
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(peer)
+    threading.Thread(target=ex.spin, daemon=True).start()
+    return ex
+
+
+def peer_main() -> int:
+    """``--peer``: run the sensor peer alone until SIGTERM/SIGINT."""
+    import signal
+
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    ex = start_sensor_peer(ctx)
+    stop.wait()
+    ex.shutdown()
+    rclpy.try_shutdown(context=ctx)
+    return 0
+
+
+def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in_process_peer: bool) -> None:
+    import rclpy
+    from dreamzero_policy.nodes import qos
+    from dreamzero_policy.nodes.converters import duration_to_s, ns_from_time
+    from dreamzero_policy.nodes.policy_node import GIL_SWITCH_INTERVAL_S, PolicyNode, tune_interpreter
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from dreamzero_msgs.msg import ActionChunk
+
+    # Same process settings as policy_node's main() unless told otherwise (A/B comparisons).
+    tune_interpreter(GIL_SWITCH_INTERVAL_S if switch_interval_ms is None else switch_interval_ms / 1e3)
+    if torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    print(f"settings: GIL switch interval {sys.getswitchinterval() * 1e3:.1f} ms, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, torch threads "
+          f"{torch_threads if torch_threads > 0 else 'default'}, "
+          f"sensor peer {'in this process' if in_process_peer else 'separate process'}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    peer_proc = None
+    if in_process_peer:
+        peer_exec = start_sensor_peer(ctx)
+    else:
+        # The sensor peer stands for camera drivers and robot_state_publisher: separate processes on a
+        # robot. In this process its publishing would compete with the node for the GIL and skew
+        # exactly the latencies measured here.
+        peer_proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--peer"])
+    rx = rclpy.create_node("bench_chunk_receiver", context=ctx)
+    received: list[tuple[int, Any]] = []
+    rx.create_subscription(ActionChunk, "/dreamzero/action_chunk",
+                           lambda m: received.append((rx.get_clock().now().nanoseconds, m)), qos.chunk_qos)
+    rx_exec = SingleThreadedExecutor(context=ctx)
+    rx_exec.add_node(rx)
+    threading.Thread(target=rx_exec.spin, daemon=True).start()
 
     def make_node(name: str, test_backend: Any | None, **params: Any) -> PolicyNode:
         base = {"instruction": "bench", "status_period_s": 0.5, **params}
@@ -139,6 +192,14 @@ def run(seconds: float) -> None:
     node._on_tick = timed_tick  # the timer is created in on_activate and binds this attribute
     node.trigger_configure()
     node.trigger_activate()
+    deadline = time.monotonic() + 30
+    while not (node.inputs.image_delays_s and node.inputs.joint_delays_s) and time.monotonic() < deadline:
+        time.sleep(0.05)  # discovery of the peer process
+    time.sleep(1.0)
+    tick_s.clear()
+    received.clear()
+    node.inputs.image_delays_s.clear()
+    node.inputs.joint_delays_s.clear()
     time.sleep(seconds)
     node.trigger_deactivate()
     done = [(t_rx - ns_from_time(m.inference_started)) / 1e9 - duration_to_s(m.inference_latency)
@@ -148,6 +209,8 @@ def run(seconds: float) -> None:
     print(f"inference end -> chunk received by a subscriber:            {pct(done)}")
     print(f"observation age when inference starts (15 Hz cameras):      {pct(age)}")
     print(f"  chunks with the instant backend: {len(received) / seconds:.1f} /s")
+    print(f"  callback latency, instant backend: joint_states {pct(list(node.inputs.joint_delays_s))}")
+    print(f"                                      images       {pct(list(node.inputs.image_delays_s))}")
     node._bench_executor.shutdown()
     node.shutdown_resources()
     node.destroy_node()
@@ -161,6 +224,8 @@ def run(seconds: float) -> None:
     node.trigger_activate()
     time.sleep(1.0)
     node.arrival_delays_s.clear()
+    node.inputs.image_delays_s.clear()
+    node.inputs.joint_delays_s.clear()
     received.clear()
     busy = []
     t_end = time.monotonic() + seconds
@@ -171,24 +236,39 @@ def run(seconds: float) -> None:
     lat = [duration_to_s(m.inference_latency) for _, m in received]
     print(f"sensor callback latency while tiny runs (worker busy {100 * np.mean(busy):.0f} % of the time): "
           f"{pct(delays)}  [target p99 <= 5 ms]")
+    print(f"  joint_states (small messages):        {pct(list(node.inputs.joint_delays_s))}")
+    print(f"  images (3x 640x480 rgb8, 900 KB each): {pct(list(node.inputs.image_delays_s))}")
     print(f"tiny: achieved chunk rate {len(received) / seconds:.2f} chunks/s; inference latency {pct(lat)}")
     node.trigger_deactivate()
     node._bench_executor.shutdown()
     node.shutdown_resources()
     node.destroy_node()
-    peer_exec.shutdown()
-    peer.destroy_node()
+    if peer_proc is not None:
+        peer_proc.terminate()
+        peer_proc.wait(timeout=10)
+    else:
+        peer_exec.shutdown()
+    rx_exec.shutdown()
+    rx.destroy_node()
     rclpy.shutdown(context=ctx)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per phase")
+    parser.add_argument("--switch-interval-ms", type=float, default=None,
+                        help="GIL switch interval (default: the node's; CPython's own default is 5)")
+    parser.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0 = leave)")
+    parser.add_argument("--in-process-peer", action="store_true",
+                        help="run the sensor peer in this process (the old setup; for comparison)")
+    parser.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not os.environ.get(INNER):
         return _reexec()
+    if args.peer:
+        return peer_main()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    run(args.seconds)
+    run(args.seconds, args.switch_interval_ms, args.torch_threads, args.in_process_peer)
     return 0
 
 

@@ -258,6 +258,15 @@ _PRESETS: dict[str, dict[str, Any]] = {
         encoders=dict(text_vocab_size=384, text_layers=2, text_heads=8, text_d_kv=64, text_d_ff=1024,
                       text_rel_buckets=16, vae_base_dim=16),
     ),
+    # `small` in the 1-step ("Flash") mode without CFG: one DiT evaluation per chunk instead of 16 steps x 2
+    # (cond + uncond) with 8 skipped. For the CPU demo, where `small`'s ~3-9 s per chunk cannot keep up.
+    "small-flash": dict(
+        dim=512, ffn_dim=2048, num_layers=8, num_heads=8, text_dim=512, text_len=32,
+        latent_height=8, latent_width=16, num_action_per_block=24, hidden_size=1024,
+        num_inference_steps=1, dit_step_mask=(True,), cfg_scale=1.0,
+        encoders=dict(text_vocab_size=384, text_layers=2, text_heads=8, text_d_kv=64, text_d_ff=1024,
+                      text_rel_buckets=16, vae_base_dim=16),
+    ),
     # Wan2.1-I2V-14B backbone, DROID I/O: 3-view mosaic 352x640 -> 44x80 latent (880 tokens/frame).
     "dreamzero-14b": dict(
         dim=5120, ffn_dim=13824, num_layers=40, num_heads=40, text_dim=4096, text_len=512,

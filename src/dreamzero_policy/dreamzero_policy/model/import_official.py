@@ -15,7 +15,7 @@ Public API:
     ``merge_lora(state_dict, scaling=1.0) -> (dict, n_merged)``  (names normalised, W += scaling * B @ A)
     ``load_official_state_dict(sd, dit=, text_encoder=, image_encoder=, vae=, skip=(), assign=) -> ImportReport``
     ``read_official_config(path) -> (config, ignored_target_paths)``;  ``parse_official_metadata(data_or_path)``
-    ``load_official_checkpoint(folder, base=None, lora_scaling=1.0) -> OfficialCheckpoint``
+    ``load_official_checkpoint(folder, base=None, lora_scaling=1.0, base_prefix="") -> OfficialCheckpoint``
 """
 
 from __future__ import annotations
@@ -203,6 +203,8 @@ def load_official_state_dict(state_dict: Mapping[str, torch.Tensor], *, dit: nn.
             else:
                 conf = module.config  # type: ignore[union-attr]
                 converted = convert_vae(sd, int(conf.num_res_blocks), bool(conf.is_residual))
+            if assign:  # assigned tensors become the parameters: no transposed views (W[0].T) as weights
+                converted = {k: v.contiguous() for k, v in converted.items()}
             load_state_dict_checked(module, converted, assign=assign)
             if name == "text_encoder" and assign and hasattr(module, "tie_weights"):
                 module.tie_weights()  # assign replaces each name's Parameter, which unties shared/embed_tokens
@@ -384,17 +386,19 @@ class OfficialCheckpoint:
 
 
 def load_official_checkpoint(folder: str | Path, base: str | Path | Mapping[str, torch.Tensor] | None = None,
-                             lora_scaling: float = 1.0) -> OfficialCheckpoint:
+                             lora_scaling: float = 1.0, base_prefix: str = "") -> OfficialCheckpoint:
     """Read an official checkpoint folder (weights, ``config.json``, ``experiment_cfg/metadata.json``).
 
-    ``base`` (a folder/file or a state dict with official names) is laid under the checkpoint's tensors first, for
-    LoRA-only checkpoints (``save_lora_only``) that hold just the LoRA pairs and the action/state heads.
+    ``base`` (a safetensors folder/file or a state dict) is laid under the checkpoint's tensors first, for
+    LoRA-only checkpoints (``save_lora_only``) that hold just the LoRA pairs and the action/state heads;
+    ``base_prefix`` is prepended to its names (``"action_head.model."`` for a bare Wan DiT file). Tensors keep
+    their stored dtype (official files may be bf16); ``load_state_dict`` without ``assign`` casts to the module's.
     """
     folder = Path(folder)
     tensors = {_normalise_name(k): v for k, v in read_official_weights(folder).items()}
     if base is not None:
         base_sd = base if isinstance(base, Mapping) else read_official_weights(base)
-        tensors = {**{_normalise_name(k): v for k, v in base_sd.items()}, **tensors}
+        tensors = {**{_normalise_name(base_prefix + k): v for k, v in base_sd.items()}, **tensors}
     merged, n = merge_lora(tensors, scaling=lora_scaling)
     config: dict[str, Any] = {}
     ignored: list[str] = []

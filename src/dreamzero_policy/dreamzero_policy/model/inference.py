@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..core.errors import DreamZeroError
 from .layers_dreamzero import CrossKV
 from .modeling_dreamzero import DreamZeroDiT, KVCache
 from .scheduling import FlowUniPCScheduler, inference_grid
@@ -28,7 +29,7 @@ from .scheduling import FlowUniPCScheduler, inference_grid
 __all__ = ["DenoiseResult", "SessionError", "WorldActionModel"]
 
 
-class SessionError(RuntimeError):
+class SessionError(DreamZeroError, RuntimeError):
     """A session method was called out of order (e.g. denoise before prefill, or past the KV window)."""
 
 

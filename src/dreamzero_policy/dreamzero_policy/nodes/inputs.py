@@ -45,8 +45,11 @@ class PolicyInputs:
         self._runtime: PolicyRuntime | None = None
         self._rejection = ("", 0.0)  # (message, monotonic time)
         self.precheck_rejected = 0   # frames refused by the header check (never reached the runtime)
-        # Arrival delay of sensor messages (node clock now - header stamp), for diagnostics/bench.
+        # Arrival delay of sensor messages (node clock now - header stamp), for diagnostics/bench:
+        # all of them, and split by kind (a 900 KB image and a small JointState travel differently).
         self.arrival_delays_s: deque[float] = deque(maxlen=2000)
+        self.image_delays_s: deque[float] = deque(maxlen=2000)
+        self.joint_delays_s: deque[float] = deque(maxlen=2000)
 
     def open(self, runtime: PolicyRuntime, spec: IoSpec, joint_state_topic: str) -> None:
         node = self._node
@@ -79,15 +82,17 @@ class PolicyInputs:
 
     # ------------------------------------------------------------------ callbacks (cache only)
 
-    def _arrived(self, stamp: int) -> None:
-        self.arrival_delays_s.append((self._node.get_clock().now().nanoseconds - stamp) * 1e-9)
+    def _arrived(self, stamp: int, per_kind: deque[float]) -> None:
+        delay = (self._node.get_clock().now().nanoseconds - stamp) * 1e-9
+        self.arrival_delays_s.append(delay)
+        per_kind.append(delay)
 
     def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
         rt = self._runtime
         if rt is None:
             return
         stamp = conv.stamp_ns(msg)
-        self._arrived(stamp)
+        self._arrived(stamp, self.image_delays_s)
         problem = check_image(msg)
         if problem is not None:
             self.precheck_rejected += 1
@@ -102,7 +107,7 @@ class PolicyInputs:
         if rt is None:
             return
         stamp = conv.stamp_ns(msg)
-        self._arrived(stamp)
+        self._arrived(stamp, self.joint_delays_s)
         err = rt.add_joint_state(stamp, msg.name, msg.position)
         if err is not None:
             self.note_rejection(err)

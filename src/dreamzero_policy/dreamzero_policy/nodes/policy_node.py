@@ -48,6 +48,16 @@ from dreamzero_policy.nodes.status import PolicyState, StatusReport, StatusTrack
 from dreamzero_policy.runtime import BufferLimits, PolicyRuntime, RuntimeEvent, load_io_spec
 
 NODE_NAME = "dreamzero_policy"
+# CPython hands the GIL to a waiting thread only every switch interval (default 5 ms). The inference
+# worker runs Python-heavy code in this process (frame assembly, the model's many small module
+# calls), so with the default a sensor callback or the decision timer can wait 5 ms per hand-off,
+# several times in a row. 1 ms bounds that wait at a small cost in throughput.
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def tune_interpreter(switch_interval_s: float = GIL_SWITCH_INTERVAL_S) -> None:
+    """Process-wide settings for a responsive node (called by :func:`main`; benchmarks call it too)."""
+    sys.setswitchinterval(switch_interval_s)
 
 
 def _limits(p: NodeParams) -> BufferLimits:
@@ -352,6 +362,7 @@ def main(args: list[str] | None = None) -> int:
 
     (Jazzy's ``rclpy.init`` is not a context manager yet, hence the explicit try/finally.)
     """
+    tune_interpreter()
     rclpy.init(args=args)
     node: PolicyNode | None = None
     executor = MultiThreadedExecutor(num_threads=4)

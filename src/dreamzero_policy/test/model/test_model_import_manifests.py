@@ -76,6 +76,8 @@ def test_manifest_converts_and_loads_strictly(name: str) -> None:
     report = load_official_state_dict(merged, assign=True, **modules)
     assert set(report.loaded) == set(COMPONENT_PREFIXES)
     assert report.dropped == tuple("action_head.image_encoder.model." + k for k in DROPPED_IMAGE_ENCODER_TENSORS)
+    vae = modules["vae"]
+    assert len(vae.config.latents_mean) == len(vae.config.latents_std) == vae.config.z_dim
     text = modules["text_encoder"]
     assert text.shared.weight is text.encoder.embed_tokens.weight  # one table, as in the official encoder
     for comp, module in modules.items():
@@ -103,7 +105,8 @@ def test_manifest_missing_vae_tensor_is_named(five_b: dict[str, torch.Tensor]) -
     del sd["action_head.vae.model.decoder.upsamples.2.upsamples.0.shortcut.weight"]
     with torch.device("meta"):
         vae = build_vae(get_preset("dreamzero-5b"))
-    with pytest.raises(CheckpointError, match=r"\[vae\] missing tensor 'decoder\.up_blocks\.2\.resnets\.0\.conv_shortcut"):
+    with pytest.raises(CheckpointError,
+                       match=r"\[vae\] missing tensor 'decoder\.up_blocks\.2\.resnets\.0\.conv_shortcut"):
         load_official_state_dict(sd, vae=vae, assign=True)
 
 

@@ -169,13 +169,18 @@ def test_checkpoint_folder_with_lora_only_file_and_base(tmp_path: Path, official
     ckpt, _ = _lora_checkpoint(official, base_layer=False)
     expected = _forward(_dit(merge_lora(ckpt)[0]), inputs)
     lora_only = {k: v for k, v in ckpt.items() if "lora_" in k or "_encoder." in k or "action_decoder." in k}
-    _write_official_folder(tmp_path / "lora", lora_only, {"action_head_cfg": {"train_architecture": "lora"}}, DROID_META)
+    config = {"action_head_cfg": {"train_architecture": "lora"}}
+    _write_official_folder(tmp_path / "lora", lora_only, config, DROID_META)
     save_file(official, str(tmp_path / "base.safetensors"))
     with pytest.raises(CheckpointError, match="pass base="):
         load_official_checkpoint(tmp_path / "lora")
     loaded = load_official_checkpoint(tmp_path / "lora", base=tmp_path / "base.safetensors")
-    assert loaded.lora_merged == 2 * len(LORA_TARGETS) and loaded.config["action_head_cfg"]["train_architecture"] == "lora"
+    assert loaded.lora_merged == 2 * len(LORA_TARGETS) and loaded.config == config
     assert set(loaded.metadata) == {"oxe_droid"}
+    bare = {k[len(OFFICIAL_DIT_PREFIX):]: v for k, v in official.items()}  # a Wan DiT file has no prefix
+    again = load_official_checkpoint(tmp_path / "lora", base=bare, base_prefix=OFFICIAL_DIT_PREFIX)
+    assert again.state_dict.keys() == loaded.state_dict.keys()
+    assert all(torch.equal(again.state_dict[k], v) for k, v in loaded.state_dict.items())
     model = DreamZeroDiT(get_preset("tiny"))
     report = loaded.load_into(dit=model)
     assert report.loaded == {"dit": len(official)}
@@ -200,7 +205,7 @@ def test_read_official_weights_errors(tmp_path: Path, official: dict[str, torch.
     torch.save({"x": torch.zeros(1)}, pickled)
     with pytest.raises(CheckpointError, match="only safetensors"):
         read_official_weights(pickled)
-    with pytest.raises(CheckpointError, match="no model.safetensors"):
+    with pytest.raises(CheckpointError, match=r"no model\.safetensors"):
         read_official_weights(tmp_path / "empty_dir_missing")
 
 
