@@ -1,19 +1,23 @@
 """Data pipeline benchmark: conversion throughput vs raw read+deserialise, and peak memory.
 
-Writes an N-minute bag with 3 JPEG cameras (15 Hz, textured moving frames), JointState at 100 Hz
-and ActionChunks at 5 Hz, then in fresh subprocesses (so ru_maxrss is per phase):
+Writes an N-minute bag with 3 cameras (15 Hz, textured moving frames; JPEG ``CompressedImage`` or
+raw ``rgb8`` ``Image``), JointState at 100 Hz and ActionChunks at 5 Hz, then in fresh subprocesses
+(so ru_maxrss is per phase):
   1. reads and deserialises every message (the raw baseline),
-  2. converts it with the droid-like mapping (decode selected frames, H.264 encode, parquet, meta).
-Prints msg/s and MB/s for both, their ratio (target >= 0.5), and peak RSS of each phase. Run with
-two durations to see that conversion memory does not grow with bag length:
+  2. converts it with a droid-like mapping (decode selected frames, H.264 encode, parquet, meta).
+Prints msg/s and MB/s for both, CPU seconds, their wall-time ratio (target >= 0.5) and peak RSS of
+each phase. Both phases run back to back, so the ratio is comparable even on a shared machine.
+Run with two durations to see that conversion memory does not grow with bag length:
 
-    python bench/bench_data.py --minutes 1 --minutes 10 [--width 320 --height 240] [--storage mcap]
+    python bench/bench_data.py --minutes 1 --minutes 10 [--images jpeg --images rgb8]
+        [--width 320 --height 240] [--out-width 320 --out-height 180] [--storage mcap]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -27,11 +31,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src" / "dreamzero_policy"))
 
-CAMS = ("/cam_ext1/image/compressed", "/cam_ext2/image/compressed", "/cam_wrist/image/compressed")
+CAMS = ("/cam_ext1/image", "/cam_ext2/image", "/cam_wrist/image")
 JOINTS = [f"j{i}" for i in range(1, 8)] + ["gripper"]
 
 
-def write_bench_bag(path: Path, minutes: float, width: int, height: int, storage: str) -> int:
+def write_bench_bag(path: Path, minutes: float, width: int, height: int, storage: str, images: str = "jpeg") -> int:
     from dreamzero_policy.data.bagio import make_typestore
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -50,7 +54,8 @@ def write_bench_bag(path: Path, minutes: float, width: int, height: int, storage
 
     n = 0
     with Writer(path, version=9, storage_plugin=plugin) as w:
-        cams = [w.add_connection(c, "sensor_msgs/msg/CompressedImage", typestore=ts) for c in CAMS]
+        img_type = "sensor_msgs/msg/CompressedImage" if images == "jpeg" else "sensor_msgs/msg/Image"
+        cams = [w.add_connection(c, img_type, typestore=ts) for c in CAMS]
         js = w.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=ts)
         ch = w.add_connection("/action_chunk", "dreamzero_msgs/msg/ActionChunk", typestore=ts)
         ticks = int(minutes * 60 * 100)
@@ -90,26 +95,32 @@ def write_bench_bag(path: Path, minutes: float, width: int, height: int, storage
             if (k * 15) % 100 < 15:  # 15 Hz
                 for i, c in enumerate(cams):
                     img = np.roll(base, k + 37 * i, axis=1)
-                    _ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-                    w.write(
-                        c,
-                        t,
-                        ts.serialize_cdr(
-                            T["sensor_msgs/msg/CompressedImage"](header=hdr(t), format="jpeg", data=buf.reshape(-1)),
-                            "sensor_msgs/msg/CompressedImage",
-                        ),
-                    )
+                    if images == "jpeg":
+                        _ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+                        msg = T[img_type](header=hdr(t), format="jpeg", data=buf.reshape(-1))
+                    else:
+                        msg = T[img_type](
+                            header=hdr(t),
+                            height=height,
+                            width=width,
+                            encoding="rgb8",
+                            is_bigendian=0,
+                            step=width * 3,
+                            data=img.reshape(-1),
+                        )
+                    w.write(c, t, ts.serialize_cdr(msg, img_type))
                     n += 1
     return n
 
 
-def mapping(width: int, height: int) -> dict:
+def mapping(out_width: int | None, out_height: int | None) -> dict:
+    size = {"width": out_width, "height": out_height} if out_width and out_height else {}
     return {
         "name": "bench",
         "fps": 15,
         "align_tolerance_s": 0.0667,
         "action_horizon": 24,
-        "video": {f"view{i}": {"topic": c} for i, c in enumerate(CAMS)},
+        "video": {f"view{i}": {"topic": c, **size} for i, c in enumerate(CAMS)},
         "state": {
             "joint_position": {"topic": "/joint_states", "names": JOINTS[:7]},
             "gripper_position": {"topic": "/joint_states", "names": ["gripper"]},
@@ -123,7 +134,7 @@ def mapping(width: int, height: int) -> dict:
     }
 
 
-def phase(kind: str, bag: str, out: str, width: int, height: int) -> None:
+def phase(kind: str, bag: str, out: str, out_width: int | None, out_height: int | None) -> None:
     """Runs inside a subprocess; prints one JSON line."""
     from dreamzero_policy.data.bagio import Bag, make_typestore
 
@@ -139,9 +150,11 @@ def phase(kind: str, bag: str, out: str, width: int, height: int) -> None:
         from dreamzero_policy.data.convert import ConvertOptions, convert
         from dreamzero_policy.data.mapping import mapping_from_dict
 
-        res = convert([Path(bag)], mapping_from_dict(mapping(width, height)), Path(out), ConvertOptions(progress=False))
+        m = mapping_from_dict(mapping(out_width, out_height))
+        res = convert([Path(bag)], m, Path(out), ConvertOptions(progress=False))
         n = res.frames
     dt = time.perf_counter() - t
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(
             {
@@ -149,7 +162,8 @@ def phase(kind: str, bag: str, out: str, width: int, height: int) -> None:
                 "seconds": dt,
                 "count": n,
                 "bytes": nbytes,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+                "peak_rss_mb": usage.ru_maxrss / 1024,
             }
         )
     )
@@ -165,11 +179,9 @@ def run_phase(kind: str, bag: Path, out: Path, a: argparse.Namespace) -> dict:
         str(bag),
         "--out",
         str(out),
-        "--width",
-        str(a.width),
-        "--height",
-        str(a.height),
     ]
+    if a.out_width and a.out_height:
+        cmd += ["--out-width", str(a.out_width), "--out-height", str(a.out_height)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -177,34 +189,40 @@ def run_phase(kind: str, bag: Path, out: Path, a: argparse.Namespace) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, action="append")
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--images", action="append", choices=("jpeg", "rgb8"), help="camera message kind (repeatable)")
+    p.add_argument("--width", type=int, default=320, help="camera width in the bag")
+    p.add_argument("--height", type=int, default=240, help="camera height in the bag")
+    p.add_argument("--out-width", type=int, help="dataset video width (default: the camera's)")
+    p.add_argument("--out-height", type=int, help="dataset video height (default: the camera's)")
     p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"))
     p.add_argument("--phase", help=argparse.SUPPRESS)
     p.add_argument("--bag", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.phase:
-        phase(a.phase, a.bag, a.out, a.width, a.height)
+        phase(a.phase, a.bag, a.out, a.out_width, a.out_height)
         return
+    out = f"{a.out_width}x{a.out_height}" if a.out_width and a.out_height else "same"
+    print(f"cameras {a.width}x{a.height} -> video {out}, storage {a.storage}, load {os.getloadavg()[0]:.1f}")
     print(
-        f"{'minutes':>7} {'msgs':>7} {'bag MB':>7} | {'read msg/s':>10} {'read MB/s':>9} {'rss MB':>7} | "
-        f"{'conv msg/s':>10} {'conv MB/s':>9} {'rss MB':>7} | {'ratio':>5} frames"
+        f"{'images':>6} {'min':>4} {'msgs':>7} {'bag MB':>7} | {'read msg/s':>10} {'read MB/s':>9} {'cpu s':>6} "
+        f"{'rss MB':>6} | {'conv msg/s':>10} {'conv MB/s':>9} {'cpu s':>6} {'rss MB':>6} | {'ratio':>5} frames"
     )
-    for minutes in a.minutes or [1.0]:
-        with tempfile.TemporaryDirectory() as tmp:
-            bag = Path(tmp) / "bag"
-            n = write_bench_bag(bag, minutes, a.width, a.height, a.storage)
-            size = sum(f.stat().st_size for f in bag.iterdir()) / 1e6
-            r = run_phase("read", bag, Path(tmp) / "ds", a)
-            c = run_phase("convert", bag, Path(tmp) / "ds", a)
-            print(
-                f"{minutes:7.1f} {n:7d} {size:7.1f} | "
-                f"{n / r['seconds']:10.0f} {size / r['seconds']:9.1f} {r['peak_rss_mb']:7.0f} | "
-                f"{n / c['seconds']:10.0f} {size / c['seconds']:9.1f} {c['peak_rss_mb']:7.0f} | "
-                f"{r['seconds'] / c['seconds']:5.2f} {c['count']}",
-                flush=True,
-            )
+    for images in a.images or ["jpeg"]:
+        for minutes in a.minutes or [1.0]:
+            with tempfile.TemporaryDirectory() as tmp:
+                bag = Path(tmp) / "bag"
+                n = write_bench_bag(bag, minutes, a.width, a.height, a.storage, images)
+                size = sum(f.stat().st_size for f in bag.iterdir()) / 1e6
+                r = run_phase("read", bag, Path(tmp) / "ds", a)
+                c = run_phase("convert", bag, Path(tmp) / "ds", a)
+                print(
+                    f"{images:>6} {minutes:4.0f} {n:7d} {size:7.1f} | "
+                    f"{n / r['seconds']:10.0f} {size / r['seconds']:9.1f} {r['cpu_s']:6.2f} {r['peak_rss_mb']:6.0f} | "
+                    f"{n / c['seconds']:10.0f} {size / c['seconds']:9.1f} {c['cpu_s']:6.2f} {c['peak_rss_mb']:6.0f} | "
+                    f"{r['seconds'] / c['seconds']:5.2f} {c['count']}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

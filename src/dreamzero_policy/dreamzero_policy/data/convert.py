@@ -20,8 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from dreamzero_policy.core.errors import AlignmentError, BagReadError, DatasetError, MappingError
-from dreamzero_policy.core.images import decode_compressed_image, decode_image
 from dreamzero_policy.data.bagio import Bag, make_typestore
+from dreamzero_policy.data.encode import FrameDecoder, Target, encode_selected
 from dreamzero_policy.data.episodes import EpisodeWindow, from_instruction_topic, from_run_task, resolve_instruction
 from dreamzero_policy.data.index import BagIndex, build_index
 from dreamzero_policy.data.layout import DatasetWriter, video_path
@@ -67,48 +67,38 @@ def episode_windows(index: BagIndex, mapping: Mapping) -> list[EpisodeWindow]:
 def _encode_videos(
     bag: Bag, mapping: Mapping, plans: list[tuple[int, EpisodePlan]], stage: Path, progress: bool
 ) -> dict[str, tuple[int, int]]:
-    """Pass 2: decode the selected camera frames in bag order and stream them into the encoders."""
-    wanted: dict[str, dict[int, list[tuple[VideoWriter, int]]]] = {}
-    writers: list[tuple[VideoWriter, int]] = []
+    """Pass 2: stream the selected camera frames into one H.264 writer per (episode, camera)."""
+    wanted: dict[str, dict[int, list[Target]]] = {}
+    writers: list[tuple[str, VideoWriter, int]] = []
+    decoders: dict[str, FrameDecoder] = {}
+    topics = bag.topics()
     for ep, plan in plans:
         for v in mapping.video:
             size = (v.width, v.height) if v.width and v.height else None
             w = VideoWriter(video_path(stage, ep, v.key), mapping.fps, mapping.video_encoding, size)
-            writers.append((w, plan.length))
+            writers.append((v.key, w, plan.length))
             ordinals, counts = np.unique(plan.frames[v.key], return_counts=True)
             per_topic = wanted.setdefault(v.topic, {})
-            for o, c in zip(ordinals.tolist(), counts.tolist(), strict=False):
-                per_topic.setdefault(o, []).append((w, c))
-    ordinal = dict.fromkeys(wanted, -1)
+            for o, c in zip(ordinals.tolist(), counts.tolist(), strict=True):
+                per_topic.setdefault(o, []).append(Target(w, c))
+    for topic in wanted:  # one decode per frame even when two keys share a camera: decode for the largest
+        sizes_of = [(v.width, v.height) if v.width and v.height else None for v in mapping.video if v.topic == topic]
+        known = [wh for wh in sizes_of if wh is not None]
+        size = None if len(known) < len(sizes_of) else (max(w for w, _ in known), max(h for _, h in known))
+        decoders[topic] = FrameDecoder(topics[topic].msgtype.endswith("CompressedImage"), size)
     total = sum(len(m) for m in wanted.values())
     sizes: dict[str, tuple[int, int]] = {}
-    topic_key = {v.topic: v.key for v in mapping.video}
     try:
         with tqdm(total=total, desc=f"{bag.path.name}: video", unit="frame", disable=not progress, leave=False) as bar:
-            for conn, _, raw in bag.read(wanted):
-                ordinal[conn.topic] += 1
-                targets = wanted[conn.topic].get(ordinal[conn.topic])
-                if not targets:
-                    continue  # never deserialised: a frame the grid did not select
-                msg = bag.deserialize(raw, conn.msgtype)
-                try:
-                    rgb = (
-                        decode_compressed_image(msg) if conn.msgtype.endswith("CompressedImage") else decode_image(msg)
-                    )
-                except DatasetError:
-                    raise
-                except Exception as exc:  # ImageDecodeError and anything cv2 raises
-                    raise DatasetError(f"{bag.path}: {conn.topic} message #{ordinal[conn.topic]}: {exc}") from exc
-                for w, count in targets:
-                    w.write(rgb, count)
-                    sizes[topic_key[conn.topic]] = w.size or (rgb.shape[1], rgb.shape[0])
-                bar.update(1)
-        for w, expected in writers:
+            encode_selected(bag, wanted, decoders, lambda: bar.update(1))
+        for key, w, expected in writers:
             w.close()
             if w.frames != expected:
                 raise DatasetError(f"{w.path.name}: wrote {w.frames} frames, expected {expected}")
+            if w.frame_size is not None:
+                sizes[key] = w.frame_size
     except BaseException:
-        for w, _ in writers:
+        for _, w, _ in writers:
             w.abort()
         raise
     return sizes

@@ -71,10 +71,17 @@ def _select(spec: StreamSpec, names: list[str], where: str) -> np.ndarray:
     if not spec.names:
         raise MappingError(f"'{spec.key}': {where} carries named joints; list 'names' in the mapping")
     index = {n: i for i, n in enumerate(names)}
-    missing = [n for n in spec.names if n not in index]
+    picked, missing = [], []
+    for k, name in enumerate(spec.names):
+        # A joint may appear under its name or (chunks, trajectories) under a robot-profile alias.
+        candidates = (name, *(spec.alt_names[k] if spec.alt_names else ()))
+        hit = next((index[c] for c in candidates if c in index), None)
+        if hit is None:
+            missing.append(" / ".join(candidates))
+        picked.append(hit)
     if missing:
         raise MappingError(f"'{spec.key}': joints {missing} not in {where} (it has {names})")
-    return np.array([index[n] for n in spec.names], dtype=np.intp)
+    return np.array(picked, dtype=np.intp)
 
 
 def drop_non_increasing(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -100,29 +107,40 @@ class SeriesBuilder:
         # Timed futures are queried one frame ahead: the action at frame k is the command for
         # frame k+1, the same meaning as ``next_state`` actions.
         self.offset_ns = round(default_offset if spec.time_offset_s is None else spec.time_offset_s * 1e9)
-        self._times: list[np.ndarray] = []
+        # Robot-profile unit conversion (deg -> rad, gripper -> 0..1) applies to what the robot's
+        # driver publishes; ActionChunks are model outputs already in dataset units.
+        wire = bool(spec.wire_scale) and msgtype != "dreamzero_msgs/msg/ActionChunk"
+        self._scale = np.asarray(spec.wire_scale, np.float64) * spec.scale if wire else spec.scale
+        self._offset = np.asarray(spec.wire_offset, np.float64) * spec.scale + spec.offset if wire else spec.offset
+        self._times: list[np.ndarray] = []  # timed futures: one block per message
         self._values: list[np.ndarray] = []
         self._issue: list[int] = []
-        self._cache: tuple[tuple[str, ...], np.ndarray] | None = None
+        self._stamps: list[int] = []  # direct types: one row per message
+        self._rows: list[np.ndarray] = []
+        self._cache: tuple[list[str], np.ndarray] | None = None
 
-    def _indices(self, names: list[str], where: str) -> np.ndarray:
-        key = tuple(names)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, _select(self.spec, list(names), where))
+    def _indices(self, names: Any, where: str) -> np.ndarray:
+        # Names rarely change within a topic; a list comparison is cheaper than re-indexing.
+        if self._cache is None or self._cache[0] != names:
+            self._cache = (list(names), _select(self.spec, list(names), where))
         return self._cache[1]
 
     def add(self, msg: Any, log_time_ns: int) -> None:
         spec, t = self.spec, self.msgtype
         if t == "sensor_msgs/msg/JointState":
-            arr = np.asarray(getattr(msg, spec.field), dtype=np.float64)
-            idx = self._indices(list(msg.name), f"{spec.topic} (JointState)")
-            if arr.size != len(msg.name):
+            # Hot path (100s of Hz): keep a selected row and the stamp; checks and scaling are
+            # vectorised in finish().
+            names = msg.name
+            arr = getattr(msg, spec.field)
+            if len(arr) != len(names):
                 raise DatasetError(
-                    f"{spec.topic}: JointState {spec.field} has {arr.size} values for {len(msg.name)} names"
+                    f"{spec.topic}: JointState {spec.field} has {len(arr)} values for {len(names)} names"
                 )
-            self._push(np.array([stamp_ns(msg.header.stamp)]), arr[idx][None, :], log_time_ns)
+            idx = self._indices(names, f"{spec.topic} (JointState)")
+            self._rows.append(np.asarray(arr, dtype=np.float64)[idx])
+            self._stamps.append(stamp_ns(msg.header.stamp))
         elif t == "dreamzero_msgs/msg/ActionChunk":
-            idx = self._indices(list(msg.names), f"{spec.topic} (ActionChunk)")
+            idx = self._indices(msg.names, f"{spec.topic} (ActionChunk)")
             h, d = int(msg.horizon), len(msg.names)
             data = np.asarray(msg.data, dtype=np.float64)
             if data.size != h * d:
@@ -135,7 +153,7 @@ class SeriesBuilder:
             t0 = stamp_ns(msg.header.stamp)
             self._push(t0 + step * np.arange(1, h + 1, dtype=np.int64), data.reshape(h, d)[:, idx], t0)
         elif t == "trajectory_msgs/msg/JointTrajectory":
-            idx = self._indices(list(msg.joint_names), f"{spec.topic} (JointTrajectory)")
+            idx = self._indices(msg.joint_names, f"{spec.topic} (JointTrajectory)")
             t0 = stamp_ns(msg.header.stamp) or log_time_ns
             fld = {"position": "positions", "velocity": "velocities", "effort": "effort"}[spec.field]
             pts = [np.asarray(getattr(p, fld), dtype=np.float64) for p in msg.points]
@@ -151,7 +169,22 @@ class SeriesBuilder:
                         f"'{spec.key}': index {max(spec.indices)} out of range for {arr.size} values on {spec.topic}"
                     )
                 arr = arr[list(spec.indices)]
-            self._push(np.array([log_time_ns]), arr[None, :], log_time_ns)
+            if self._rows and arr.size != self._rows[0].size:
+                raise DatasetError(f"{spec.topic}: '{spec.key}' changed width {self._rows[0].size} -> {arr.size}")
+            self._rows.append(arr)
+            self._stamps.append(log_time_ns)
+
+    def _direct(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The per-message rows as one (N,) stamp and one (N, D) value block, checked and scaled."""
+        times = np.asarray(self._stamps, dtype=np.int64)
+        values = np.stack(self._rows)
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise DatasetError(
+                f"{self.spec.topic}: non-finite value for '{self.spec.key}' at stamp {int(times[first])} ns"
+            )
+        return [times], [values * self._scale + self._offset]
 
     def _push(self, times: np.ndarray, values: np.ndarray, issue_ns: int) -> None:
         if not np.isfinite(values).all():
@@ -161,10 +194,12 @@ class SeriesBuilder:
                 f"{self.spec.topic}: '{self.spec.key}' changed width {self._values[0].shape[1]} -> {values.shape[1]}"
             )
         self._times.append(times.astype(np.int64))
-        self._values.append(values * self.spec.scale + self.spec.offset)
+        self._values.append(values * self._scale + self._offset)
         self._issue.append(issue_ns)
 
     def finish(self) -> Series:
+        if self._rows:
+            self._times, self._values = self._direct()
         if not self._times:
             width = self.spec.dim or 1
             return Series(

@@ -2,7 +2,7 @@
 
 Frame ``k`` gets pts ``k`` in a ``1/fps`` time base, so ``timestamp = k / fps`` in the parquet
 matches the video exactly. Encoding uses the mapping's ``video_encoding`` (libx264, CRF, preset,
-GOP); a short GOP keeps random access cheap for training loaders that seek per sample.
+tune, GOP, threads). A writer is used by one thread at a time (see ``encode.py``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ class VideoWriter:
         stream.pix_fmt = self.encoding.pix_fmt
         stream.time_base = 1 / rate
         stream.codec_context.gop_size = self.encoding.gop
-        stream.options = {"crf": str(self.encoding.crf), "preset": self.encoding.preset}
+        options = {"crf": str(self.encoding.crf), "preset": self.encoding.preset, "threads": str(self.encoding.threads)}
+        if self.encoding.tune:
+            options["tune"] = self.encoding.tune
+        stream.options = options
         self._stream = stream
 
     def write(self, rgb: np.ndarray, repeat: int = 1) -> None:
@@ -55,11 +58,27 @@ class VideoWriter:
                 f"{self.path.name}: frame size changed from {self._stream.width}x{self._stream.height} to "
                 f"{rgb.shape[1]}x{rgb.shape[0]}; set video width/height in the mapping"
             )
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if self.encoding.pix_fmt == "yuv420p":
+            # cv2's BT.601 limited-range I420 is what swscale would produce (and what decoders
+            # assume for untagged H.264), at a fraction of the cost of PyAV's per-frame reformat.
+            yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        else:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        stream, container = self._stream, self._container
         for _ in range(repeat):
             frame.pts = self.frames
             self.frames += 1
-            self._container.mux(self._stream.encode(frame))
+            packets = stream.encode(frame)  # releases the GIL inside the codec
+            if packets:
+                container.mux(packets)
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) of the encoded frames once the first frame was written."""
+        if self._stream is None:
+            return self.size
+        return (self._stream.width, self._stream.height)
 
     def close(self) -> None:
         if self._container is not None:

@@ -1,0 +1,114 @@
+"""Pass 2 (threaded per-camera decode + H.264 encode): reduced JPEG decode, errors, encoder settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from dreamzero_policy.core.errors import DatasetError, MappingError
+from dreamzero_policy.core.images import decode_compressed_image
+from dreamzero_policy.data.bagio import make_typestore
+from dreamzero_policy.data.convert import ConvertOptions, convert
+from dreamzero_policy.data.encode import FrameDecoder
+from dreamzero_policy.data.mapping import mapping_from_dict
+from dreamzero_policy.data.synth import T0_NS, SynthSpec, mapping_dict, write_bag
+from rosbags.rosbag2 import Writer
+
+QUIET = ConvertOptions(progress=False)
+
+
+def _textured(h: int, w: int, seed: int = 0) -> np.ndarray:
+    small = np.random.default_rng(seed).integers(0, 255, (h // 16, w // 16, 3), np.uint8)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _jpeg_msg(rgb: np.ndarray, fmt: str = "jpeg") -> object:
+    ts = make_typestore()
+    T = ts.types
+    _ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="")
+    return T["sensor_msgs/msg/CompressedImage"](header=header, format=fmt, data=buf.reshape(-1))
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "bgr8; jpeg compressed bgr8"])
+def test_data_encode_reduced_jpeg_decode_matches_full_decode_and_resize(fmt: str) -> None:
+    rgb = _textured(480, 640)
+    msg = _jpeg_msg(rgb, fmt)
+    dec = FrameDecoder(compressed=True, size=(160, 120))
+    first = dec.decode(msg)  # full decode by the shared decoder; learns the source size
+    np.testing.assert_array_equal(first, decode_compressed_image(msg))
+    assert dec._flag == cv2.IMREAD_REDUCED_COLOR_4
+    reduced = dec.decode(msg)
+    assert reduced.shape == (120, 160, 3)
+    expect = cv2.resize(decode_compressed_image(msg), (160, 120), interpolation=cv2.INTER_AREA)
+    diff = np.abs(reduced.astype(int) - expect.astype(int))
+    assert diff.mean() < 2.0 and np.percentile(diff, 99) < 12  # same colours (channel order kept)
+    # Output as large as the source: no reduced decode.
+    same = FrameDecoder(compressed=True, size=(640, 480))
+    same.decode(msg)
+    assert same._flag is None
+
+
+def _bag_with_bad_frame(path: Path, bad: int) -> None:
+    ts = make_typestore()
+    T = ts.types
+    with Writer(path, version=9) as w:
+        cam = w.add_connection("/cam/image/compressed", "sensor_msgs/msg/CompressedImage", typestore=ts)
+        js = w.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=ts)
+        for k in range(31):
+            t = T0_NS + k * 66_666_667
+            hdr = T["std_msgs/msg/Header"](
+                stamp=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9), frame_id=""
+            )
+            q = np.array([np.sin(k / 10)])
+            state = T["sensor_msgs/msg/JointState"](
+                header=hdr, name=["j1"], position=q, velocity=np.zeros(1), effort=np.zeros(0)
+            )
+            w.write(js, t, ts.serialize_cdr(state, "sensor_msgs/msg/JointState"))
+            _ok, buf = cv2.imencode(".jpg", _textured(48, 64, k))
+            data = np.frombuffer(b"\xff\xd8not a jpeg", np.uint8) if k == bad else buf.reshape(-1)
+            img = T["sensor_msgs/msg/CompressedImage"](header=hdr, format="jpeg", data=data)
+            w.write(cam, t + 1000, ts.serialize_cdr(img, "sensor_msgs/msg/CompressedImage"))
+
+
+def test_data_encode_corrupt_frame_names_topic_and_message_and_publishes_nothing(tmp_path: Path) -> None:
+    _bag_with_bad_frame(tmp_path / "bag", bad=17)
+    mapping = mapping_from_dict(
+        {
+            "name": "bad",
+            "fps": 15,
+            "video": {"cam": "/cam/image/compressed"},
+            "state": {"q": {"topic": "/joint_states", "names": ["j1"]}},
+            "action": {"q": {"next_state": "q"}},
+            "instruction": {"text": "t"},
+        }
+    )
+    with pytest.raises(DatasetError, match=r"/cam/image/compressed message #17: .*could not be decoded"):
+        convert([tmp_path / "bag"], mapping, tmp_path / "ds", QUIET)
+    assert not (tmp_path / "ds").exists()
+    assert not any(p.name.startswith(".") or "ds" in p.name for p in tmp_path.iterdir() if p.name != "bag")
+
+
+def _keyframes(path: Path, fps: float = 15.0) -> list[int]:
+    """Display indices of the keyframes (packets come in decode order when there are B-frames)."""
+    with av.open(str(path)) as c:
+        tb = c.streams.video[0].time_base
+        return sorted(round(float(p.pts * tb) * fps) for p in c.demux(video=0) if p.size and p.is_keyframe)
+
+
+def test_data_encode_settings_reach_the_encoder(tmp_path: Path) -> None:
+    spec = SynthSpec(duration_s=2.0, seed=1)
+    write_bag(tmp_path / "bag", spec)
+    for name, enc, step in (("default", {}, 8), ("custom", {"tune": None, "gop": 5, "crf": 23}, 5)):
+        m = mapping_from_dict(mapping_dict(spec, video_encoding=enc))
+        convert([tmp_path / "bag"], m, tmp_path / name, QUIET)
+        (video,) = (tmp_path / name).rglob("*.mp4")
+        keys = _keyframes(video)
+        assert keys[:3] == [0, step, 2 * step]
+    with pytest.raises(MappingError, match="crf"):
+        mapping_from_dict(mapping_dict(spec, video_encoding={"crf": 60}))
+    with pytest.raises(MappingError, match="did you mean 'tune'"):
+        mapping_from_dict(mapping_dict(spec, video_encoding={"tunes": "film"}))
