@@ -2,8 +2,8 @@
 
 A peer node publishes three 640x480 rgb8 cameras at 15 Hz and /joint_states at 100 Hz (droid_sim
 topics) from a separate process (like camera drivers on a robot; ``--in-process-peer`` for the old
-setup) to a PolicyNode on a 4-thread MultiThreadedExecutor in this process, with the process
-settings of ``policy_node``'s ``main()`` (``tune_interpreter``).
+setup) to a PolicyNode on a 4-thread MultiThreadedExecutor in this process. The peer process gets a
+16 MiB Fast DDS shared-memory segment (see ``_PEER_PROFILE``); garbage-collector pauses are printed.
 
 1. Node overhead excluding the model, with an instant backend: (a) cost of the decision-timer
    callback when it harvests a result and publishes the chunk (+ ObservationStamp) and submits the
@@ -73,13 +73,43 @@ class InstantBackend:
         pass
 
 
+# Fast DDS passes same-host samples through the WRITER's shared-memory segment, 512 KiB by default:
+# three 900 KB images per camera cycle do not fit, so most frames fell back to fragmented UDP and
+# were lost (best effort) before this. A camera driver on a robot needs the same setting.
+_PEER_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">
+  <profiles>
+    <transport_descriptors>
+      <transport_descriptor><transport_id>bench_shm</transport_id><type>SHM</type>
+        <segment_size>16777216</segment_size></transport_descriptor>
+      <transport_descriptor><transport_id>bench_udp</transport_id><type>UDPv4</type></transport_descriptor>
+    </transport_descriptors>
+    <participant profile_name="bench_peer" is_default_profile="true">
+      <rtps>
+        <userTransports><transport_id>bench_shm</transport_id><transport_id>bench_udp</transport_id></userTransports>
+        <useBuiltinTransports>false</useBuiltinTransports>
+      </rtps>
+    </participant>
+  </profiles>
+</dds>
+"""
+
+
+def _peer_env() -> dict[str, str]:
+    """Environment of the peer process: a 16 MiB shared-memory segment for its camera writers."""
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"bench_policy_node_peer_{os.getpid()}.xml"
+    path.write_text(_PEER_PROFILE)
+    return {**os.environ, "FASTRTPS_DEFAULT_PROFILES_FILE": str(path)}
+
+
 def start_sensor_peer(ctx: Any) -> Any:
     """Three 640x480 rgb8 cameras at 15 Hz and /joint_states at 100 Hz (droid_sim topics), spinning
     on its own executor thread in ``ctx``; returns the executor."""
     import rclpy
     from builtin_interfaces.msg import Time
     from dreamzero_policy.nodes import qos
-    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import Header
 
@@ -104,10 +134,25 @@ def start_sensor_peer(ctx: Any) -> Any:
 
     peer.create_timer(1 / 15, publish_cams)
     peer.create_timer(1 / 100, publish_js)
+    return spin_in_thread(ctx, peer)
+
+
+def spin_in_thread(ctx: Any, node: Any) -> Any:
+    """Spin ``node`` on a SingleThreadedExecutor thread; returns a stop() callable that ends the
+    spin and joins the thread (a thread left inside rcl at exit aborts the process)."""
+    from rclpy.executors import SingleThreadedExecutor
+
     ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(peer)
-    threading.Thread(target=ex.spin, daemon=True).start()
-    return ex
+    ex.add_node(node)
+    thread = threading.Thread(target=ex.spin, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        ex.shutdown(timeout_sec=5.0)
+        thread.join(timeout=5.0)
+        node.destroy_node()
+
+    return stop
 
 
 def peer_main() -> int:
@@ -121,25 +166,50 @@ def peer_main() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    ex = start_sensor_peer(ctx)
+    stop_peer = start_sensor_peer(ctx)
     stop.wait()
-    ex.shutdown()
+    stop_peer()
     rclpy.try_shutdown(context=ctx)
     return 0
+
+
+class GcPauses:
+    """Durations of the cyclic garbage collector's runs (they hold the GIL: every thread waits)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._t0 = 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._t0)
+
+    def clear(self) -> None:
+        for v in self.pauses.values():
+            v.clear()
+
+    def summary(self) -> str:
+        return "; ".join(f"gen{g}: {len(v)} runs, max {max(v, default=0) * 1e3:.1f} ms"
+                         for g, v in self.pauses.items())
 
 
 def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in_process_peer: bool) -> None:
     import rclpy
     from dreamzero_policy.nodes import qos
     from dreamzero_policy.nodes.converters import duration_to_s, ns_from_time
-    from dreamzero_policy.nodes.policy_node import GIL_SWITCH_INTERVAL_S, PolicyNode, tune_interpreter
-    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+    from dreamzero_policy.nodes.policy_node import PolicyNode
+    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
     from dreamzero_msgs.msg import ActionChunk
 
-    # Same process settings as policy_node's main() unless told otherwise (A/B comparisons).
-    tune_interpreter(GIL_SWITCH_INTERVAL_S if switch_interval_ms is None else switch_interval_ms / 1e3)
+    if switch_interval_ms is not None:  # A/B only: policy_node keeps CPython's default (5 ms)
+        sys.setswitchinterval(switch_interval_ms / 1e3)
     if torch_threads > 0:
         import torch
 
@@ -149,23 +219,24 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
           f"{torch_threads if torch_threads > 0 else 'default'}, "
           f"sensor peer {'in this process' if in_process_peer else 'separate process'}, "
           f"load average {os.getloadavg()[0]:.1f}")
+    gc_pauses = GcPauses()
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     peer_proc = None
     if in_process_peer:
-        peer_exec = start_sensor_peer(ctx)
+        stop_peer = start_sensor_peer(ctx)
     else:
         # The sensor peer stands for camera drivers and robot_state_publisher: separate processes on a
         # robot. In this process its publishing would compete with the node for the GIL and skew
         # exactly the latencies measured here.
-        peer_proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--peer"])
+        env = _peer_env()
+        peer_proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--peer"], env=env)
+        peer_proc.args_env_profile = env["FASTRTPS_DEFAULT_PROFILES_FILE"]
     rx = rclpy.create_node("bench_chunk_receiver", context=ctx)
     received: list[tuple[int, Any]] = []
     rx.create_subscription(ActionChunk, "/dreamzero/action_chunk",
                            lambda m: received.append((rx.get_clock().now().nanoseconds, m)), qos.chunk_qos)
-    rx_exec = SingleThreadedExecutor(context=ctx)
-    rx_exec.add_node(rx)
-    threading.Thread(target=rx_exec.spin, daemon=True).start()
+    stop_rx = spin_in_thread(ctx, rx)
 
     def make_node(name: str, test_backend: Any | None, **params: Any) -> PolicyNode:
         base = {"instruction": "bench", "status_period_s": 0.5, **params}
@@ -173,8 +244,9 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
                           parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
         ex = MultiThreadedExecutor(num_threads=4, context=ctx)
         ex.add_node(node)
-        threading.Thread(target=ex.spin, daemon=True).start()
-        node._bench_executor = ex
+        thread = threading.Thread(target=ex.spin, daemon=True)
+        thread.start()
+        node._bench_executor, node._bench_thread = ex, thread
         return node
 
     # 1. node overhead with an instant backend ----------------------------------------------
@@ -197,6 +269,7 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
         time.sleep(0.05)  # discovery of the peer process
     time.sleep(1.0)
     tick_s.clear()
+    gc_pauses.clear()
     received.clear()
     node.inputs.image_delays_s.clear()
     node.inputs.joint_delays_s.clear()
@@ -209,9 +282,11 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
     print(f"inference end -> chunk received by a subscriber:            {pct(done)}")
     print(f"observation age when inference starts (15 Hz cameras):      {pct(age)}")
     print(f"  chunks with the instant backend: {len(received) / seconds:.1f} /s")
+    print(f"  garbage collector pauses: {gc_pauses.summary()}")
     print(f"  callback latency, instant backend: joint_states {pct(list(node.inputs.joint_delays_s))}")
     print(f"                                      images       {pct(list(node.inputs.image_delays_s))}")
-    node._bench_executor.shutdown()
+    node._bench_executor.shutdown(timeout_sec=5.0)
+    node._bench_thread.join(timeout=5.0)
     node.shutdown_resources()
     node.destroy_node()
 
@@ -226,6 +301,7 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
     node.arrival_delays_s.clear()
     node.inputs.image_delays_s.clear()
     node.inputs.joint_delays_s.clear()
+    gc_pauses.clear()
     received.clear()
     busy = []
     t_end = time.monotonic() + seconds
@@ -239,17 +315,19 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
     print(f"  joint_states (small messages):        {pct(list(node.inputs.joint_delays_s))}")
     print(f"  images (3x 640x480 rgb8, 900 KB each): {pct(list(node.inputs.image_delays_s))}")
     print(f"tiny: achieved chunk rate {len(received) / seconds:.2f} chunks/s; inference latency {pct(lat)}")
+    print(f"  garbage collector pauses: {gc_pauses.summary()}")
     node.trigger_deactivate()
-    node._bench_executor.shutdown()
+    node._bench_executor.shutdown(timeout_sec=5.0)
+    node._bench_thread.join(timeout=5.0)
     node.shutdown_resources()
     node.destroy_node()
     if peer_proc is not None:
         peer_proc.terminate()
         peer_proc.wait(timeout=10)
+        Path(peer_proc.args_env_profile).unlink(missing_ok=True)
     else:
-        peer_exec.shutdown()
-    rx_exec.shutdown()
-    rx.destroy_node()
+        stop_peer()
+    stop_rx()
     rclpy.shutdown(context=ctx)
 
 
@@ -257,7 +335,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per phase")
     parser.add_argument("--switch-interval-ms", type=float, default=None,
-                        help="GIL switch interval (default: the node's; CPython's own default is 5)")
+                        help="GIL switch interval for an A/B run (default: CPython's, 5 ms, as policy_node)")
     parser.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0 = leave)")
     parser.add_argument("--in-process-peer", action="store_true",
                         help="run the sensor peer in this process (the old setup; for comparison)")

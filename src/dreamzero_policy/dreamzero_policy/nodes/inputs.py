@@ -1,25 +1,35 @@
 """Everything the policy node subscribes to, in one place (the counterpart of ``outputs.py``).
 
 * Cameras (``Image`` or ``CompressedImage`` per the embodiment spec) and ``JointState``: sensor-data
-  QoS, in a reentrant callback group so they run concurrently with the decision timer and with
-  long transitions. The callbacks only cache: a cheap header check (:func:`check_image`, no pixel
-  decode), then the runtime's locked buffers. Decoding happens on the inference worker.
+  QoS, each subscription in its OWN mutually exclusive callback group. Different inputs (and the
+  decision timer, and long transitions) run concurrently, but two messages of one topic never do:
+  in one reentrant group a MultiThreadedExecutor ran consecutive JointStates on two threads, the
+  older one landed second, and the buffers saw "time went backwards" (new session) under load.
+  The callbacks only cache: a cheap header check (:func:`check_image`, no pixel decode), then the
+  runtime's locked buffers. Decoding happens on the inference worker.
 * ``~/instruction`` (``std_msgs/String``): in the node's default (mutually exclusive) group, since it
   changes the session like the services do.
 
-Created on activate, destroyed on deactivate. A rejected input is logged (throttled) and
+Created on activate, destroyed on deactivate, without QoS event handlers: rclpy (Jazzy) adds a
+default incompatible-QoS handler per subscription as an executor "waitable", and destroying one
+while another executor thread builds its wait set raises ``InvalidHandle`` out of ``spin()`` (seen
+in the bench on deactivate; rclpy skips the failed enter but still adds the waitable). The sensor
+subscriptions are BEST_EFFORT + VOLATILE, which every publisher's QoS is compatible with, so the
+default handler had nothing to report anyway. A rejected input is logged (throttled) and
 remembered for ``REJECTION_MEMORY_S`` so "waiting for input" status messages can say why.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
@@ -40,11 +50,11 @@ class PolicyInputs:
     def __init__(self, node: Any, on_instruction: Callable[[str], None]) -> None:
         self._node = node
         self._on_instruction_text = on_instruction
-        self._group = ReentrantCallbackGroup()
         self._subs: list[Any] = []
         self._runtime: PolicyRuntime | None = None
         self._rejection = ("", 0.0)  # (message, monotonic time)
         self.precheck_rejected = 0   # frames refused by the header check (never reached the runtime)
+        self._count_lock = threading.Lock()  # camera callbacks run concurrently
         # Arrival delay of sensor messages (node clock now - header stamp), for diagnostics/bench:
         # all of them, and split by kind (a 900 KB image and a small JointState travel differently).
         self.arrival_delays_s: deque[float] = deque(maxlen=2000)
@@ -54,14 +64,19 @@ class PolicyInputs:
     def open(self, runtime: PolicyRuntime, spec: IoSpec, joint_state_topic: str) -> None:
         node = self._node
         self._runtime = runtime
+        no_events = SubscriptionEventCallbacks(use_default_callbacks=False)
         for cam in spec.cameras:
             msg_type = CompressedImage if cam.compressed else Image
             self._subs.append(node.create_subscription(msg_type, cam.topic, partial(self._on_image, cam.name),
-                                                       qos.image_qos, callback_group=self._group))
+                                                       qos.image_qos, event_callbacks=no_events,
+                                                       callback_group=MutuallyExclusiveCallbackGroup()))
         self._subs.append(node.create_subscription(JointState, joint_state_topic, self._on_joint_state,
-                                                   qos.joint_state_qos, callback_group=self._group))
+                                                   qos.joint_state_qos, event_callbacks=no_events,
+                                                   callback_group=MutuallyExclusiveCallbackGroup()))
+        # TRANSIENT_LOCAL could meet an incompatible publisher; the rclpy race above rules out the
+        # default handler, and ~/instruction is a latched topic the operator's tools publish.
         self._subs.append(node.create_subscription(String, "~/instruction", self._on_instruction,
-                                                   qos.instruction_qos))
+                                                   qos.instruction_qos, event_callbacks=no_events))
 
     def close(self) -> None:
         for sub in self._subs:
@@ -95,7 +110,8 @@ class PolicyInputs:
         self._arrived(stamp, self.image_delays_s)
         problem = check_image(msg)
         if problem is not None:
-            self.precheck_rejected += 1
+            with self._count_lock:
+                self.precheck_rejected += 1
             self.note_rejection(f"camera {camera}: {problem}")
             return
         err = rt.add_image(camera, stamp, msg)

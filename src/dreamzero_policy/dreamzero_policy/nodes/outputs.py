@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.event_handler import PublisherEventCallbacks
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory
 
@@ -42,15 +43,19 @@ class PolicyOutputs:
     def open(self, trajectory_joints: tuple[str, ...] | None) -> None:
         """Create the lifecycle publishers; ``trajectory_joints`` enables ~/joint_trajectory."""
         node = self._node
+        # No QoS event handlers on publishers destroyed at run time (cleanup): see inputs.py for the
+        # rclpy race that turns their destruction into an exception out of the executor's spin().
+        ev = {"event_callbacks": PublisherEventCallbacks(use_default_callbacks=False)}
         self._pubs = {
-            "chunk": node.create_lifecycle_publisher(ActionChunk, CHUNK_TOPIC, qos.chunk_qos),
-            "observation": node.create_lifecycle_publisher(ObservationStamp, OBSERVATION_TOPIC, qos.status_qos),
-            "video": node.create_lifecycle_publisher(Image, "~/predicted/image", qos.preview_qos),
+            "chunk": node.create_lifecycle_publisher(ActionChunk, CHUNK_TOPIC, qos.chunk_qos, **ev),
+            "observation": node.create_lifecycle_publisher(ObservationStamp, OBSERVATION_TOPIC, qos.status_qos,
+                                                           **ev),
+            "video": node.create_lifecycle_publisher(Image, "~/predicted/image", qos.preview_qos, **ev),
         }
         self._trajectory_joints = trajectory_joints or ()
         if trajectory_joints:
             self._pubs["trajectory"] = node.create_lifecycle_publisher(
-                JointTrajectory, "~/joint_trajectory", qos.chunk_qos)
+                JointTrajectory, "~/joint_trajectory", qos.chunk_qos, **ev)
 
     def close(self) -> None:
         for pub in self._pubs.values():

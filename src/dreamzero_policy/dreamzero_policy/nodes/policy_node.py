@@ -13,8 +13,9 @@ Threads (MultiThreadedExecutor; which callbacks may run at the same time):
 * default group (mutually exclusive): lifecycle transitions, parameter services, ``~/reset``,
   ``~/set_instruction``, ``~/instruction`` and the decision timer. They all change the session or
   the runtime, so serialising them removes every race between a transition and a tick.
-* the inputs' reentrant group: camera and joint-state callbacks. They only append to the
-  runtime's locked buffers, so they run concurrently with everything, including a long transition.
+* one mutually exclusive group per sensor subscription (``inputs.py``): camera and joint-state
+  callbacks only append to the runtime's locked buffers, so they run concurrently with everything,
+  including a long transition, while each topic's messages stay in order.
 * ``_status_group`` (mutually exclusive): the status/diagnostics timer (reads a locked snapshot).
 * the ``~/run_task`` action server has its own reentrant group (its execute callback waits).
 The model runs only on the runtime's worker thread, never in a callback.
@@ -45,19 +46,10 @@ from dreamzero_policy.nodes.outputs import PolicyOutputs
 from dreamzero_policy.nodes.params import NodeParams, ParameterError, check_update, declare_all, read_all
 from dreamzero_policy.nodes.run_task import RunTaskServer
 from dreamzero_policy.nodes.status import PolicyState, StatusReport, StatusTracker
+from dreamzero_policy.nodes.tuning import freeze_heap, unfreeze_heap
 from dreamzero_policy.runtime import BufferLimits, PolicyRuntime, RuntimeEvent, load_io_spec
 
 NODE_NAME = "dreamzero_policy"
-# CPython hands the GIL to a waiting thread only every switch interval (default 5 ms). The inference
-# worker runs Python-heavy code in this process (frame assembly, the model's many small module
-# calls), so with the default a sensor callback or the decision timer can wait 5 ms per hand-off,
-# several times in a row. 1 ms bounds that wait at a small cost in throughput.
-GIL_SWITCH_INTERVAL_S = 0.001
-
-
-def tune_interpreter(switch_interval_s: float = GIL_SWITCH_INTERVAL_S) -> None:
-    """Process-wide settings for a responsive node (called by :func:`main`; benchmarks call it too)."""
-    sys.setswitchinterval(switch_interval_s)
 
 
 def _limits(p: NodeParams) -> BufferLimits:
@@ -142,6 +134,7 @@ class PolicyNode(LifecycleNode):
         self.outputs.open(spec.state_joints if params.publish_joint_trajectory else None)
         msg = f"configured: {params.backend} backend, model {self.status.model_id}, " \
               f"embodiment {spec.name} ({time.monotonic() - t0:.1f} s)"
+        freeze_heap()  # the model is loaded: keep full GC runs from stalling callbacks (tuning.py)
         self.status.set_state(PolicyState.INACTIVE, msg)
         self.get_logger().info(msg)
         return TransitionCallbackReturn.SUCCESS
@@ -209,6 +202,7 @@ class PolicyNode(LifecycleNode):
             if not self.runtime.close():
                 self.get_logger().warning("inference worker did not stop in time; backend left open")
             self.runtime = None
+            unfreeze_heap()  # the model's objects may now be garbage
         self.outputs.close()
         if "torch" in sys.modules:  # free cached GPU memory only if torch was ever loaded
             torch = sys.modules["torch"]
@@ -362,7 +356,6 @@ def main(args: list[str] | None = None) -> int:
 
     (Jazzy's ``rclpy.init`` is not a context manager yet, hence the explicit try/finally.)
     """
-    tune_interpreter()
     rclpy.init(args=args)
     node: PolicyNode | None = None
     executor = MultiThreadedExecutor(num_threads=4)

@@ -14,16 +14,22 @@ The node uses one object, :class:`PolicyRuntime` (``runtime/policy_runtime.py``)
     rt.add_image(camera_name, stamp_ns, msg)              # Image or CompressedImage message
     rt.add_joint_state(stamp_ns, msg.name, msg.position)
     rt.set_instruction(text, reset_session=False)         # IoSpecError if empty; returns session id
+    rt.clear_instruction()                                # no instruction: no inference (robot holds)
     rt.reset()                                            # new session + cleared buffers
     # timer (never blocks):
-    outcome = rt.tick(now_ns)      # TickOutcome(submitted, reason, message)
+    outcome = rt.tick(now_ns)      # TickOutcome(submitted, reason, message, new_session)
+    if outcome.new_session: note(outcome.new_session)     # why the tick restarted the session (time jump)
     for ev in rt.poll():           # RuntimeEvent(kind=chunk|discarded|bad_input|error|timeout, ...)
         if ev.kind == "chunk": publish(ev.chunk)          # ChunkData: every ActionChunk field
     rt.close()
 
 Counters for ``PolicyStatus``: ``rt.worker.stats.dropped`` (dropped observations),
 ``rt.stale_inputs``, ``rt.rejected_inputs``, ``rt.latency_stats()``, ``rt.session.session_id``,
-``rt.session.last_chunk_id``, ``rt.session.chunks_published``, ``rt.last_problem``.
+``rt.session.last_chunk_id``, ``rt.session.chunks_published``, ``rt.last_problem``,
+``rt.session_reason`` (why the current session started), ``rt.instruction`` ("" = none).
+Image payloads are decoded on the worker; a frame that fails to decode comes back as a
+``bad_input`` event (counted in ``rejected_inputs``; the session goes on). Callers can reject
+malformed headers early with ``dreamzero_policy.core.images.check_image(msg)``.
 Camera names are ``spec.cameras[i].name`` (topics in ``.topic``; ``.compressed`` says the type).
 
 Modules: ``io_spec`` (YAML spec), ``buffers`` (frame rings, joint history, skew/staleness, time
