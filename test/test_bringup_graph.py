@@ -31,6 +31,28 @@ def test_sim_graph_has_sim_policy_and_adapter_with_existing_files() -> None:
     assert specs[2].parameters == {"robot": "droid_franka_sim"}
 
 
+def test_sim_time_graph_runs_every_node_on_the_sim_clock() -> None:
+    specs = sim_nodes(config=CONFIG, realtime_factor=0.25)
+    assert all(s.parameters.get("use_sim_time") is True for s in specs)
+    sim = specs[0]
+    assert sim.parameters["publish_clock"] is True and sim.parameters["realtime_factor"] == 0.25
+    assert "realtime_factor:=0.25" in sim.ros_arguments() and "use_sim_time:=true" in specs[2].ros_arguments()
+    # Without a factor the parameter files decide (wall clock by default).
+    assert all("use_sim_time" not in s.parameters for s in sim_nodes(config=CONFIG))
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="realtime_factor must be > 0"):
+            sim_nodes(config=CONFIG, realtime_factor=bad)
+
+
+def test_record_topics_of_private_names_follow_the_node_names() -> None:
+    policy, adapter = (s.name for s in sim_nodes(config=CONFIG)[1:])
+    # The policy subscribes ~/instruction and the adapter publishes ~/commanded.
+    assert f"/{policy}/instruction" in RECORD_TOPICS
+    assert f"/{adapter}/commanded" in RECORD_TOPICS
+    private = [t for t in RECORD_TOPICS if t.count("/") == 2 and not t.startswith(("/sim/", "/dreamzero/"))]
+    assert {t.split("/")[1] for t in private} <= {policy, adapter}, private
+
+
 def test_every_launch_file_has_a_launch_description() -> None:
     files = sorted((REPO / "launch").glob("*.launch.py"))
     assert {f.name for f in files} >= {"bringup.launch.py", "sim.launch.py", "record.launch.py"}

@@ -26,13 +26,14 @@ def _image(i: int) -> Image:
 def test_recorder_writes_every_existing_topic_and_reads_back(ros, tmp_path: Path) -> None:
     peer = ros.node("demo_recorder_peer")
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    instr_pub = peer.create_publisher(String, "/dreamzero/instruction", latched)
+    instr_pub = peer.create_publisher(String, "/dreamzero_policy/instruction", latched)
     instr_pub.publish(String(data="pick up the cube"))  # before the recorder exists: only latching delivers it
     js_pub = peer.create_publisher(JointState, "/joint_states", 10)
     img_pub = peer.create_publisher(Image, "/sim/wrist/image_raw", qos_profile_sensor_data)
     chunk_pub = peer.create_publisher(ActionChunk, "/dreamzero/action_chunk", 10)
 
-    topics = ("/joint_states", "/sim/wrist/image_raw", "/dreamzero/action_chunk", "/dreamzero/instruction", "/tf")
+    topics = ("/joint_states", "/sim/wrist/image_raw", "/dreamzero/action_chunk", "/dreamzero_policy/instruction",
+              "/tf")
     rec = BagRecorder(ros.context, tmp_path / "bag", topics)
     ros.add(rec.node)
     ros.wait_for(lambda: len(rec.summary.topics) == 4, timeout=10.0, what="recorder to subscribe to 4 topics")
@@ -51,7 +52,7 @@ def test_recorder_writes_every_existing_topic_and_reads_back(ros, tmp_path: Path
                  and rec.message_counts.get("/dreamzero/action_chunk", 0) == n, what="messages recorded")
     summary = rec.close()
     assert summary.missing == ["/tf"]
-    assert summary.topics["/dreamzero/instruction"].messages == 1
+    assert summary.topics["/dreamzero_policy/instruction"].messages == 1
 
     with AnyReader([tmp_path / "bag"]) as reader:
         types = {c.topic: c.msgtype for c in reader.connections}
@@ -59,14 +60,14 @@ def test_recorder_writes_every_existing_topic_and_reads_back(ros, tmp_path: Path
             "/joint_states": "sensor_msgs/msg/JointState",
             "/sim/wrist/image_raw": "sensor_msgs/msg/Image",
             "/dreamzero/action_chunk": "dreamzero_msgs/msg/ActionChunk",
-            "/dreamzero/instruction": "std_msgs/msg/String",
+            "/dreamzero_policy/instruction": "std_msgs/msg/String",
         }
         got: dict[str, list] = {t: [] for t in types}
         for conn, _t, raw in reader.messages():
             got[conn.topic].append(reader.deserialize(raw, conn.msgtype))
     assert [m.chunk_id for m in got["/dreamzero/action_chunk"]] == list(range(n))
     assert list(got["/dreamzero/action_chunk"][5].data) == [5.0, 10.0]
-    assert got["/dreamzero/instruction"][0].data == "pick up the cube"
+    assert got["/dreamzero_policy/instruction"][0].data == "pick up the cube"
     assert [round(m.position[0], 6) for m in got["/joint_states"]] == [round(0.1 * i, 6) for i in range(n)]
     assert len(got["/sim/wrist/image_raw"]) >= n // 2  # best effort, but loopback should deliver nearly all
     assert got["/sim/wrist/image_raw"][3].data.tolist() == [3] * 72

@@ -127,6 +127,22 @@ def test_report_counts_position_limit_violations(tmp_path: Path) -> None:
     assert lim["max_position_excess_rad"] == pytest.approx(0.0198, abs=1e-6)
 
 
+def test_commanded_setpoints_get_the_measured_tolerance() -> None:
+    """The adapter plans from the measured state: a setpoint 0.4 mrad past a limit (penetration) is not a
+    violation, 2 mrad is."""
+    from dreamzero_policy.demo_tools.episode import JointSeries
+    from dreamzero_policy.demo_tools.metrics import POSITION_TOL_RAD, limit_violations
+
+    hi = 2.8973
+    t = np.arange(4) * 0.02
+    cmd = JointSeries(("panda_joint3",), t, np.array([[hi], [hi + 0.4 * POSITION_TOL_RAD], [hi], [hi]]), t)
+    empty = JointSeries.empty()
+    assert limit_violations(empty, cmd, {"panda_joint3": (-hi, hi, 2.6)})["total"] == 0
+    cmd.pos[2, 0] = hi + 2 * POSITION_TOL_RAD
+    assert limit_violations(empty, cmd, {"panda_joint3": (-hi, hi, 2.6)})["per_joint"]["panda_joint3"] == {
+        "position_measured": 0, "position_commanded": 1, "velocity_measured": 0}
+
+
 def test_velocity_violation_detected() -> None:
     from dreamzero_policy.demo_tools.episode import JointSeries
 

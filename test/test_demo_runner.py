@@ -103,24 +103,55 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def test_arguments_round_trip_for_the_namespace_rerun(tmp_path: Path) -> None:
     args = _parse(["--duration", "7.5", "--preset", "tiny", "--instruction", "stack the blocks",
-                   "--output-dir", str(tmp_path / "run")])
+                   "--output-dir", str(tmp_path / "run"), "--realtime-factor", "0.2", "--device", "cpu"])
     again = _parse(demo._argv(args))
     assert again.no_netns  # the re-run must not try to isolate itself again
-    for key in ("duration", "checkpoint", "instruction", "output_dir", "backend", "startup_timeout"):
+    for key in ("duration", "checkpoint", "instruction", "output_dir", "backend", "startup_timeout",
+                "realtime_factor", "device"):
         assert getattr(again, key) == getattr(args, key), key
+    # Unset "auto" values stay unset, so the re-run decides them.
+    auto = _parse(demo._argv(_parse(["--output-dir", str(tmp_path / "run")])))
+    assert auto.realtime_factor is None and auto.device == "auto" and auto.checkpoint == ""
+
+
+def test_auto_defaults_slow_the_sim_on_cpu_and_keep_explicit_choices() -> None:
+    cpu = _parse([])
+    chosen = demo.resolve_auto(cpu, cuda=False)
+    assert (cpu.realtime_factor, cpu.checkpoint, cpu.device) == (demo.CPU_REALTIME_FACTOR, "small-flash", "")
+    assert cpu.realtime_factor < 1.0 and chosen and chosen[0].startswith("no CUDA")
+    gpu = _parse([])
+    demo.resolve_auto(gpu, cuda=True)
+    assert (gpu.realtime_factor, gpu.checkpoint, gpu.device) == (1.0, "", "cuda")
+    explicit = _parse(["--realtime-factor", "0.5", "--checkpoint", "tiny", "--device", "cpu"])
+    assert demo.resolve_auto(explicit, cuda=False) == []
+    assert (explicit.realtime_factor, explicit.checkpoint, explicit.device) == (0.5, "tiny", "cpu")
+
+
+def test_small_flash_preset_is_small_in_one_step_mode() -> None:
+    from dreamzero_policy.model.configuration_dreamzero import get_preset
+
+    small, flash = get_preset("small"), get_preset(demo.CPU_CHECKPOINT)
+    assert (flash.num_inference_steps, flash.dit_step_mask, flash.cfg_scale) == (1, (True,), 1.0)
+    same = ("dim", "num_layers", "num_heads", "ffn_dim", "latent_height", "latent_width", "num_action_per_block")
+    assert all(getattr(small, k) == getattr(flash, k) for k in same)
+    assert small.num_inference_steps > 1 and small.cfg_scale != 1.0
 
 
 def test_bad_arguments_fail_before_anything_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert demo.run(_parse(["--duration", "0"])) == 2
     assert "--duration must be > 0" in capsys.readouterr().err
+    assert demo.run(_parse(["--realtime-factor", "0"])) == 2
+    assert "--realtime-factor must be in (0, 10]" in capsys.readouterr().err
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "old.txt").write_text("x")
     assert demo.run(_parse(["--output-dir", str(tmp_path / "run")])) == 2
     assert "not empty" in capsys.readouterr().err
 
 
-def _report(received: int, accepted: int | None, motion: float, violations: int = 0, latency: float = 0.5) -> dict:
-    return {"chunks": {"received": received, "accepted_by_adapter": accepted, "horizon_s": 1.6,
+def _report(received: int, accepted: int | None, motion: float, violations: int = 0, latency: float = 0.5,
+            rtf: float = 1.0) -> dict:
+    return {"run": {"realtime_factor": rtf},
+            "chunks": {"received": received, "accepted_by_adapter": accepted, "horizon_s": 1.6,
                        "latency_s": {"mean": latency}},
             "motion_rad": {"panda_joint1": motion}, "limit_violations": {"total": violations}}
 
@@ -129,6 +160,9 @@ def test_verdicts_name_what_went_wrong() -> None:
     assert demo._check(_report(10, 8, 0.4)) == []
     assert "no action chunk" in demo._check(_report(0, None, 0.0))[0]
     slow = demo._check(_report(4, 0, 0.0, latency=6.0))
-    assert len(slow) == 1 and "rejected all 4 chunks" in slow[0] and "6.00 s per chunk" in slow[0]
+    assert len(slow) == 1 and "rejected all 4 chunks" in slow[0] and "6.00 s of compute per chunk" in slow[0]
+    assert "2.00 s of sim time at realtime factor 0.25" in demo._check(_report(4, 0, 0.0, latency=8.0, rtf=0.25))[0]
+    # 6 s of compute at factor 0.2 is 1.2 s of sim time: inside the 1.6 s chunk, so not the explanation.
+    assert "see the adapter log" in demo._check(_report(4, 0, 0.0, latency=6.0, rtf=0.2))[0]
     assert "did not move" in demo._check(_report(5, 5, 0.0))[0]
     assert "3 joint limit violations" in demo._check(_report(10, 8, 0.4, violations=3))[0]

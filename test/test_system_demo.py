@@ -1,8 +1,9 @@
 """Closed loop, the way `make demo` runs it: sim robot + policy (tiny preset) + adapter as processes.
 
 Runs ``dreamzero demo`` in a subprocess (inside the test namespace of scripts/run_tests.sh) for a
-short episode, then checks the run folder: chunks flowed, the arm moved and stayed inside the
-robot profile's limits, every node stopped cleanly, the bag reads back with ``rosbags`` with the
+short episode on sim time (realtime factor 0.5), then checks the run folder: chunks flowed, the arm
+moved and stayed inside the robot profile's limits, every node stopped cleanly, the episode lasted
+its sim seconds, every camera delivered its frames, the bag reads back with ``rosbags`` with the
 expected topics, and the report and video hold sane numbers.
 """
 
@@ -22,7 +23,8 @@ from dreamzero_policy.demo_tools.report import profile_limits
 from rosbags.highlevel import AnyReader
 
 REPO = Path(__file__).resolve().parents[1]
-EPISODE_S = 8.0
+EPISODE_S = 8.0  # sim seconds
+REALTIME_FACTOR = 0.5
 EXPECTED_TOPICS = {
     "/joint_states": "sensor_msgs/msg/JointState",
     "/sim/exterior_1/image_raw": "sensor_msgs/msg/Image",
@@ -42,6 +44,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "-m", "dreamzero_policy.cli", "demo", "--duration", str(EPISODE_S), "--checkpoint", "tiny",
+         "--realtime-factor", str(REALTIME_FACTOR), "--device", "cpu",
          "--output-dir", str(out), "--startup-timeout", "150", "--running-timeout", "60"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=280,
     )
@@ -61,6 +64,12 @@ def test_demo_runs_the_closed_loop_and_writes_the_run_folder(demo_run) -> None:
     assert report["run"]["errors"] == []
     assert all(n["clean"] for n in report["run"]["nodes"]), report["run"]["nodes"]
     assert report["run"]["task"]["success"] is True
+    run = report["run"]
+    assert run["clock"] == "sim" and run["realtime_factor"] == REALTIME_FACTOR
+    assert EPISODE_S <= run["episode_sim_s"] < EPISODE_S + 1.0  # the demo ends the episode on sim time
+    assert run["episode_s"] > 1.5 * EPISODE_S  # ... which runs at half the wall-clock pace
+    cams = [n for t, n in report["episode"]["topics"].items() if t.startswith("/sim/")]
+    assert len(cams) == 3 and min(cams) >= 0.9 * max(cams), report["episode"]["topics"]  # no camera loses frames
     ch = report["chunks"]
     assert ch["received"] >= 3 and ch["dropped"] == 0
     assert 0.0 < ch["latency_s"]["mean"] <= ch["latency_s"]["max"] < 30.0
@@ -93,6 +102,7 @@ def test_demo_bag_reads_back_with_the_expected_topics(demo_run) -> None:
                 chunk_ids.append(msg.chunk_id)
                 assert len(msg.data) == msg.horizon * len(msg.names)
                 continue
+            assert msg.header.stamp.sec < 3600  # sim time (seconds since the sim started), not the epoch
             for name, q in zip(msg.name, msg.position, strict=True):
                 if name in limits:
                     lo, hi, _ = limits[name]

@@ -8,6 +8,7 @@ which parameter files, parameter overrides and remappings.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ RECORD_TOPICS = (
     "/dreamzero/action_chunk",
     "/dreamzero/observation_used",
     "/dreamzero/status",
-    "/dreamzero/instruction",
+    "/dreamzero_policy/instruction",  # the policy node's ~/instruction (node name dreamzero_policy)
     "/adapter_node/commanded",
     "/tf",
     "/tf_static",
@@ -115,16 +116,33 @@ def sim_nodes(
     backend: str = "inprocess",
     checkpoint: str = "",
     config: Path | None = None,
+    realtime_factor: float | None = None,
 ) -> list[NodeSpec]:
-    """The simulated DROID-like robot plus the bringup that drives it."""
+    """The simulated DROID-like robot plus the bringup that drives it.
+
+    ``realtime_factor``: None keeps the sim's parameter file (wall-clock time). A number (sim seconds
+    per wall second, > 0) runs the whole graph on sim time: the sim publishes ``/clock`` at that
+    pace and every node gets ``use_sim_time:=true``, so model latency, input staleness, chunk
+    horizons and watchdogs are all measured in sim time. Below 1 this lets a model that is slower
+    than real time (a CPU) keep up with its own chunks.
+    """
+    if realtime_factor is not None and not realtime_factor > 0.0:
+        raise ValueError(f"realtime_factor must be > 0 (sim seconds per wall second), got {realtime_factor}")
     cfg = config or config_dir()
+    sim_params: dict[str, object] = {}
+    if realtime_factor is not None:
+        sim_params = {"publish_clock": True, "realtime_factor": float(realtime_factor)}
     sim = NodeSpec(
         package="dreamzero_sim",
         executable="sim_robot_node",
         name="sim_robot_node",
         parameter_files=(cfg / "nodes" / "sim_robot_node.yaml",),
+        parameters=sim_params,
     )
-    return [sim, *bringup_nodes("droid_franka_sim", "droid_sim", backend, checkpoint, cfg)]
+    nodes = [sim, *bringup_nodes("droid_franka_sim", "droid_sim", backend, checkpoint, cfg)]
+    if realtime_factor is None:
+        return nodes
+    return [dataclasses.replace(n, parameters={**n.parameters, "use_sim_time": True}) for n in nodes]
 
 
 def record_command(output: str, topics: tuple[str, ...] = RECORD_TOPICS) -> list[str]:

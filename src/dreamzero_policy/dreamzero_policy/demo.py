@@ -16,6 +16,15 @@ Stages (each failure stops the demo with ``ERROR [<stage>]: <why>`` and a non-ze
 
 Output: ``<run>/bag/`` (rosbag2, MCAP + zstd), ``<run>/demo.mp4``, ``<run>/report.json``,
 ``<run>/report.png``, ``<run>/logs/*.log``.
+
+Sim time: every node runs with ``use_sim_time:=true`` on the sim's ``/clock``, which advances at
+``--realtime-factor`` sim seconds per wall second. A chunk covers 24 steps x 1/15 s = 1.6 s; on a
+2-core CPU shared with other work the model (``small-flash``) needs 1-7 s of wall time per chunk
+(mean ~2.5-3 s; every 4th chunk restarts the session), so at factor 1 every chunk would be in the
+past on arrival and the adapter would (rightly) reject it. At 0.2 the same compute costs a fifth of
+that in sim time. Defaults (``auto``): without CUDA, factor 0.2 and the ``small-flash``
+preset (the ``small`` model in 1-step mode); with CUDA, factor 1, device cuda and the parameter
+file's checkpoint. Durations (``--duration``) are sim seconds.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from dreamzero_policy.bringup import BACKENDS, RECORD_TOPICS, NodeSpec
 ROBOT = "droid_franka_sim"
 CAMERA_TOPICS = ["/sim/exterior_1/image_raw", "/sim/exterior_2/image_raw", "/sim/wrist/image_raw"]
 NETNS_ENV = "DREAMZERO_DEMO_NETNS"
+CPU_REALTIME_FACTOR = 0.2
+CPU_CHECKPOINT = "small-flash"
 
 
 @dataclass(frozen=True)
@@ -77,14 +88,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "adapter, started as processes from the colcon install. Writes <output-dir>/ with the episode as a "
         "rosbag2 (MCAP), demo.mp4 (camera views above the model's predicted frames), report.json + report.png "
         "(chunk latency, control rate, dropped chunks, joint tracking, limit violations) and the node logs.")
-    parser.add_argument("--duration", type=float, default=25.0, help="episode length in seconds (default 25)")
+    parser.add_argument("--duration", type=float, default=25.0, help="episode length in sim seconds (default 25)")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="run folder to create (default runs/<YYYYmmdd-HHMMSS>/); must not exist or be empty")
     parser.add_argument("--instruction", default="pick up the red cube and put it next to the green can",
                         help="language instruction sent with the RunTask goal")
     parser.add_argument("--checkpoint", "--preset", dest="checkpoint", default="",
-                        help="model preset name (tiny, small) or checkpoint directory; default: the one in "
-                             "config/nodes/policy_node.yaml (preset small, random weights until a trained one exists)")
+                        help="model preset name (tiny, small, small-flash) or checkpoint directory; default: "
+                             f"{CPU_CHECKPOINT} without CUDA, else the one in config/nodes/policy_node.yaml "
+                             "(random weights until a trained checkpoint exists)")
+    parser.add_argument("--realtime-factor", type=float, default=None,
+                        help=f"sim seconds per wall second; default {CPU_REALTIME_FACTOR} without CUDA, 1.0 with "
+                             "CUDA. Lower it when the adapter rejects chunks as too old (slow model)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="policy device (default auto: cuda when torch sees a GPU, else the parameter file's)")
     parser.add_argument("--backend", choices=BACKENDS, default="inprocess", help="policy backend (default inprocess)")
     parser.add_argument("--startup-timeout", type=float, default=300.0,
                         help="seconds for the nodes to start and the model to load and warm up (default 300)")
@@ -99,10 +116,39 @@ def _argv(args: argparse.Namespace) -> list[str]:
     """The command line that reproduces ``args`` (used to re-run inside the network namespace)."""
     out = ["--duration", str(args.duration), "--output-dir", str(args.output_dir), "--instruction", args.instruction,
            "--backend", args.backend, "--startup-timeout", str(args.startup_timeout),
-           "--running-timeout", str(args.running_timeout), "--video-fps", str(args.video_fps), "--no-netns"]
+           "--running-timeout", str(args.running_timeout), "--video-fps", str(args.video_fps), "--no-netns",
+           "--device", args.device]
     if args.checkpoint:
         out += ["--checkpoint", args.checkpoint]
+    if args.realtime_factor is not None:
+        out += ["--realtime-factor", str(args.realtime_factor)]
     return out
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_auto(args: argparse.Namespace, cuda: bool | None = None) -> list[str]:
+    """Fill the ``auto`` defaults (realtime factor, checkpoint, device) in place; returns what was chosen."""
+    gpu = _cuda_available() if cuda is None else bool(cuda)
+    chosen = []
+    if args.device == "auto":
+        args.device = "cuda" if gpu else ""  # "": the parameter file's device
+        chosen.append(f"device {args.device or '(parameter file)'}")
+    if args.realtime_factor is None:
+        args.realtime_factor = 1.0 if gpu else CPU_REALTIME_FACTOR
+        chosen.append(f"realtime factor {args.realtime_factor:g}")
+    if not args.checkpoint and not gpu:
+        args.checkpoint = CPU_CHECKPOINT
+        chosen.append(f"checkpoint {CPU_CHECKPOINT}")
+    if chosen:
+        chosen[0] = ("no CUDA: " if not gpu else "CUDA: ") + chosen[0]
+    return chosen
 
 
 def _reexec_in_netns(args: argparse.Namespace) -> int | None:
@@ -134,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         print("ERROR [args]: --duration must be > 0", file=sys.stderr)
         return 2
+    if args.realtime_factor is not None and not 0.0 < args.realtime_factor <= 10.0:
+        print("ERROR [args]: --realtime-factor must be in (0, 10]", file=sys.stderr)
+        return 2
     if args.output_dir is None:
         args.output_dir = Path("runs") / _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.output_dir = Path(args.output_dir).resolve()
@@ -147,6 +196,9 @@ def run(args: argparse.Namespace) -> int:
     from dreamzero_policy.demo_tools.session import DemoError, DemoSession, say
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    chosen = resolve_auto(args)
+    if chosen:
+        say("defaults: " + ", ".join(chosen))
     env = _environment()
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     say(f"run folder {args.output_dir}  (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, "
@@ -215,11 +267,14 @@ def _check(report: dict[str, Any]) -> list[str]:
         out.append("ERROR [report]: no action chunk was recorded")
     elif ch.get("accepted_by_adapter") == 0:
         lat, horizon = ch["latency_s"]["mean"], ch.get("horizon_s")
-        why = (f"the model needs {lat:.2f} s per chunk on average but a chunk covers only {horizon:.2f} s, so "
-               "every chunk is already in the past when it arrives" if lat and horizon and lat > horizon
+        rtf = float(report.get("run", {}).get("realtime_factor") or 1.0)
+        why = (f"the model needs {lat:.2f} s of compute per chunk on average, {lat * rtf:.2f} s of sim time at "
+               f"realtime factor {rtf:g}, but a chunk covers only {horizon:.2f} s, so every chunk is already in "
+               "the past when it arrives" if lat and horizon and lat * rtf > horizon
                else "see the adapter log for the reasons")
         out.append(f"ERROR [episode]: the arm did not move: the adapter's safety checks rejected all "
-                   f"{ch['received']} chunks ({why}). On a CPU try a smaller model (--checkpoint tiny) or a GPU.")
+                   f"{ch['received']} chunks ({why}). On a CPU lower --realtime-factor, try a smaller model "
+                   "(--checkpoint tiny) or use a GPU.")
     elif max(report["motion_rad"].values(), default=0.0) < 1e-3:
         out.append("ERROR [episode]: chunks were accepted but the arm did not move (see the sim and adapter logs)")
     if report["limit_violations"]["total"] != 0:
@@ -235,9 +290,15 @@ def _print_summary(out: Path, report: dict[str, Any] | None) -> None:
         return
     print("\n== dreamzero demo: done ==", flush=True)
     run_info = report["run"]
-    print(f"episode: {run_info.get('episode_s', 0):.1f} s, task: {run_info.get('task_message', '')}")
+    print(f"episode: {run_info.get('episode_sim_s', 0):.1f} s sim time ({run_info.get('episode_s', 0):.1f} s wall, "
+          f"realtime factor {run_info.get('realtime_factor', 1.0):g}), checkpoint {run_info.get('checkpoint')}, "
+          f"task: {run_info.get('task_message', '')}")
     for line in summary_lines(report):
         print(f"  {line}")
+    ch, rtf = report["chunks"], float(run_info.get("realtime_factor") or 1.0)
+    if ch["latency_s"]["mean"] is not None and ch.get("horizon_s"):
+        print(f"  sim time: chunk latency {ch['latency_s']['mean'] * rtf:.2f} s (mean) of a {ch['horizon_s']:.2f} s "
+              f"chunk; rates and durations above are per sim second")
     print(f"\nfiles in {out}:")
     for name in ("bag/", "demo.mp4", "report.json", "report.png", "logs/"):
         print(f"  {out / name}")

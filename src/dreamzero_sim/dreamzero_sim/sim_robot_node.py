@@ -7,9 +7,18 @@ semantics) and ``/gripper_controller/commands`` (one value, 0 = open .. 1 = clos
 ``~/reset`` (std_srvs/Trigger). These names are a contract with the ``droid_franka_sim`` adapter
 profile and the ``droid_sim`` embodiment spec.
 
-Threads: physics and joint states run in an executor timer; rendering runs on its own thread at
-the camera rate (MuJoCo releases the GIL while drawing) so slow frames never delay joint states.
-``self._lock`` serialises every touch of the ``SimRobot``.
+Threads: physics and joint states run in an executor timer on the steady clock; rendering runs on
+its own thread at the camera rate in sim time (MuJoCo releases the GIL while drawing) so slow frames
+never delay joint states. ``self._lock`` serialises every touch of the ``SimRobot``.
+
+Sim time: with ``publish_clock`` the node is the clock source of the graph and may itself run with
+``use_sim_time:=true`` (its pacing never waits on ``/clock``); ``realtime_factor`` < 1 runs the
+world slower than the wall clock, so that a slow policy (a CPU model) fits its chunks' horizon in
+sim time. Every rate (physics, joint states, cameras) is in sim time.
+
+Shutdown (Ctrl-C at any moment, also while the renderer starts): the render thread is stopped and
+joined before the node's publishers are destroyed and before the process exits, because a thread
+still inside an EGL call or a publish at interpreter exit crashes the process (SIGSEGV).
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ import time
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock as RclClock
+from rclpy.clock import ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -29,6 +40,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from dreamzero_sim import ros_messages as conv
+from dreamzero_sim.dds_config import configure_camera_transport
 from dreamzero_sim.errors import CommandRejected, SimError
 from dreamzero_sim.sim_core import CAMERA_NAMES, CameraRenderer, SimRobot
 
@@ -38,12 +50,13 @@ JOINT_STATES_TOPIC = "/joint_states"
 # If physics falls further behind real time than this, drop the backlog instead of racing.
 _MAX_LAG_S = 0.1
 _RENDER_START_TIMEOUT_S = 60.0
+_RENDER_JOIN_TIMEOUT_S = 30.0  # creating a GL context on a loaded CPU can take seconds
 
 _PARAMETERS: dict[str, tuple[object, str]] = {
     "scene": ("", "MJCF scene path; empty = the packaged droid_scene.xml (read at start)"),
     "physics_rate_hz": (100.0, "rate of the timer that advances physics (each tick runs several 2 ms steps)"),
     "joint_state_rate_hz": (100.0, "rate of /joint_states in sim time"),
-    "camera_rate_hz": (15.0, "rate of camera images (wall clock); 0 disables rendering"),
+    "camera_rate_hz": (15.0, "rate of camera images in sim time; 0 disables rendering"),
     "image_width": (320, "camera image width in pixels"),
     "image_height": (240, "camera image height in pixels"),
     "cameras": (list(CAMERA_NAMES), "cameras to render; topics /sim/<camera>/image_raw"),
@@ -68,6 +81,8 @@ class SimRobotNode(Node):
                 raise ValueError(f"parameter {rate} must be > 0, got {p[rate]}")
         if p["camera_rate_hz"] < 0.0:
             raise ValueError(f"parameter camera_rate_hz must be >= 0, got {p['camera_rate_hz']}")
+        if self.get_parameter("use_sim_time").value and not p["publish_clock"]:
+            raise ValueError("use_sim_time:=true needs publish_clock:=true: this node is the source of /clock")
         self._p = p
         self._lock = threading.Lock()
         self.sim = SimRobot(
@@ -101,9 +116,17 @@ class SimRobotNode(Node):
 
         self._stop = threading.Event()
         self._render_thread: threading.Thread | None = None
-        if p["camera_rate_hz"] > 0.0 and p["cameras"]:
-            self._start_renderer()
-        self.create_timer(1.0 / p["physics_rate_hz"], self._on_physics_tick)
+        try:
+            if p["camera_rate_hz"] > 0.0 and p["cameras"]:
+                self.get_logger().info("starting the camera renderer (offscreen GL context)")
+                self._start_renderer()
+            # The steady clock paces physics: with use_sim_time the node clock follows /clock, which
+            # only this timer advances.
+            self.create_timer(1.0 / p["physics_rate_hz"], self._on_physics_tick,
+                              clock=RclClock(clock_type=ClockType.STEADY_TIME))
+        except BaseException:  # also Ctrl-C while the GL context is created: never leave the thread behind
+            self._shutdown_renderer()
+            raise
         self.get_logger().info(
             f"sim robot up: scene {self.sim.scene_path}, cameras {list(self._image_pubs)} at "
             f"{p['camera_rate_hz']} Hz {p['image_width']}x{p['image_height']}, "
@@ -142,7 +165,6 @@ class SimRobotNode(Node):
             if self.sim.time + 0.5 * self._js_period >= self._next_js:
                 sample = self.sim.joint_state()
                 self._next_js = max(self._next_js + self._js_period, self.sim.time)
-            sim_ns = self._sim_ns()
             sim_ns = self._sim_ns()
         if self._clock_pub is None:
             self._offset_ns = self.get_clock().now().nanoseconds - sim_ns
@@ -207,12 +229,19 @@ class SimRobotNode(Node):
             ready.set()
             return
         ready.set()
-        period = 1.0 / p["camera_rate_hz"]
-        next_t = time.monotonic()
+        period = 1.0 / p["camera_rate_hz"]  # sim seconds
+        rtf = p["realtime_factor"]
+        next_frame: float | None = None  # sim time of the next frame
         try:
             while not self._stop.is_set() and self.context.ok():
                 with self._lock:
                     snap = self.sim.snapshot()
+                if next_frame is None:
+                    next_frame = snap.time
+                if snap.time < next_frame - 1e-9:
+                    # Sleep the wall time that the sim needs to get there (re-checked: physics may lag).
+                    self._stop.wait(min(max((next_frame - snap.time) / rtf, 0.001), 0.1))
+                    continue
                 images = renderer.render(snap)
                 stamp = self._ros_ns(snap.time)
                 for cam, image in images.items():
@@ -221,8 +250,7 @@ class SimRobotNode(Node):
                     if cam in self._info_pubs:
                         self._info_pubs[cam].publish(conv.camera_info_msg(renderer.intrinsics(cam), stamp, frame))
                 # Skip frames rather than queue them when rendering is slower than the rate.
-                next_t = max(next_t + period, time.monotonic())
-                self._stop.wait(max(0.0, next_t - time.monotonic()))
+                next_frame = max(next_frame + period, snap.time)
         except Exception as exc:
             # A publish racing rclpy's shutdown (Ctrl-C) is not an error; anything else is, and
             # physics keeps running, so say loudly why images stopped.
@@ -233,8 +261,11 @@ class SimRobotNode(Node):
 
     def _shutdown_renderer(self) -> None:
         self._stop.set()
-        if self._render_thread is not None:
-            self._render_thread.join(timeout=10.0)
+        thread = self._render_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=_RENDER_JOIN_TIMEOUT_S)
+            if thread.is_alive():
+                self.get_logger().error(f"the render thread did not stop within {_RENDER_JOIN_TIMEOUT_S} s")
 
     def destroy_node(self) -> None:
         """Stop the render thread before the publishers it uses go away."""
@@ -243,13 +274,18 @@ class SimRobotNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``sim_robot_node``."""
-    # rclpy 7.1 (Jazzy wheels) has no context-manager form of init(); shut down by hand, in order.
+    """Console script ``sim_robot_node``. Ctrl-C exits 0 (from the start of this function on).
+
+    Shutdown order (environment.md 3.3): executor, node (joins the render thread first), context.
+    rclpy 7.1 (Jazzy wheels) has no context-manager form of init(); shut down by hand, in order.
+    """
+    transport = configure_camera_transport()  # before the DDS participant exists
     rclpy.init(args=args)
     node: SimRobotNode | None = None
     executor = SingleThreadedExecutor()
     try:
         node = SimRobotNode()
+        node.get_logger().info(transport)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -10,9 +10,11 @@ Pure NumPy. Definitions (also written into ``report.json`` under ``definitions``
   plus chunks the policy reports published after the last one recorded.
 * joint tracking: commanded - measured position per joint, with the measured series linearly
   interpolated at the commanded stamps.
-* limit violations: samples outside the robot profile's position limits (measured: with
-  ``POSITION_TOL_RAD`` for physics penetration; commanded: exact) plus measured joint speeds (finite
-  differences over ``VELOCITY_WINDOW_S``) above the velocity limit by more than ``VELOCITY_TOL``.
+* limit violations: samples outside the robot profile's position limits by more than
+  ``POSITION_TOL_RAD`` (measured: physics penetration of the joint-limit constraint; commanded: the
+  adapter plans from the measured state, so a setpoint right after a chunk arrives inherits that
+  penetration) plus measured joint speeds (finite differences over ``VELOCITY_WINDOW_S``) above the
+  velocity limit by more than ``VELOCITY_TOL``.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ DEFINITIONS = {
     "dropped_chunks": "chunk ids (0, 1, ... per session) missing from the bag + chunks the policy reports "
                       "published after the last recorded one",
     "tracking_error_rad": "commanded - measured position, measured interpolated at commanded stamps",
-    "limit_violations": (f"measured positions beyond profile limits by > {POSITION_TOL_RAD} rad, commanded "
-                         f"positions beyond limits, measured speed > (1 + {VELOCITY_TOL}) x velocity limit"),
+    "limit_violations": (f"measured and commanded positions beyond profile limits by > {POSITION_TOL_RAD} rad "
+                         "(commanded setpoints start from the measured state), measured speed > "
+                         f"(1 + {VELOCITY_TOL}) x velocity limit"),
 }
 
 
@@ -119,7 +122,7 @@ def limit_violations(measured: JointSeries, commanded: JointSeries, limits: dict
         if name in commanded.names and len(commanded):
             c = commanded.pos[:, commanded.names.index(name)]
             c = c[np.isfinite(c)]
-            counts["position_commanded"] = int(np.sum((c < lo) | (c > hi)))
+            counts["position_commanded"] = int(np.sum((c < lo - POSITION_TOL_RAD) | (c > hi + POSITION_TOL_RAD)))
         per_joint[name] = counts
     total = sum(sum(c.values()) for c in per_joint.values())
     return {"total": total, "per_joint": per_joint, "max_position_excess_rad": worst_excess}

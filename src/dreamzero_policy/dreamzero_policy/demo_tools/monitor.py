@@ -13,6 +13,7 @@ from typing import Any
 from builtin_interfaces.msg import Duration
 from rclpy.action import ActionClient
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 
@@ -31,8 +32,10 @@ def state_name(state: int) -> str:
 class DemoMonitor:
     """Counts chunks / joint states, remembers the newest PolicyStatus, runs one RunTask goal."""
 
-    def __init__(self, context: Any, run_task_action: str, node_name: str = "demo_monitor") -> None:
-        self.node = Node(node_name, context=context)
+    def __init__(self, context: Any, run_task_action: str, node_name: str = "demo_monitor",
+                 use_sim_time: bool = False) -> None:
+        self.node = Node(node_name, context=context,
+                         parameter_overrides=[Parameter("use_sim_time", value=bool(use_sim_time))])
         self._lock = threading.Lock()
         self.status: PolicyStatus | None = None
         self.states_seen: set[str] = set()
@@ -79,6 +82,10 @@ class DemoMonitor:
     def counts(self) -> tuple[int, int]:
         with self._lock:
             return self.chunks, self.joint_states
+
+    def now_s(self) -> float:
+        """The node clock in s: sim time (from /clock; 0 before the first) with ``use_sim_time``."""
+        return self.node.get_clock().now().nanoseconds * 1e-9
 
     def action_server_ready(self) -> bool:
         return self._client.server_is_ready()

@@ -65,7 +65,7 @@ def write_png(ep: Episode, report: dict[str, Any], limits: dict[str, tuple[float
     ax = flat[8]
     if len(ep.chunks):
         ax.plot(ep.chunks.recv_t, ep.chunks.latency_s, ".-")
-    ax.set_title("chunk inference latency [s]", fontsize=9)
+    ax.set_title("chunk inference latency [s of compute]", fontsize=9)
     ax.set_xlabel("t [s]", fontsize=8)
     ax = flat[9]
     if len(ep.chunks) > 1:

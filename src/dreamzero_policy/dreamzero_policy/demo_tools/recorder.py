@@ -8,7 +8,9 @@ is subscribed with a QoS adapted to its publishers the way rosbag2 does (reliabl
 publisher is, transient-local only when every publisher is), so late-latched topics such as
 ``/tf_static`` are still recorded and best-effort camera topics stay compatible.
 
-Log time of every message = receive time on the recorder node's clock, in ns.
+Log time of every message = receive time on the recorder node's clock, in ns (sim time when the
+recorder is created with ``use_sim_time``, as in the demo: then every duration and rate of the
+report is in sim seconds, like the nodes' own stamps).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
@@ -81,7 +85,8 @@ class BagRecorder:
     """
 
     def __init__(self, context: Any, path: Path, topics: tuple[str, ...] | list[str],
-                 discovery_period_s: float = 0.25, node_name: str = "demo_recorder") -> None:
+                 discovery_period_s: float = 0.25, node_name: str = "demo_recorder",
+                 use_sim_time: bool = False) -> None:
         self.path = Path(path)
         if self.path.exists():
             raise FileExistsError(f"bag directory {self.path} already exists; choose a new output folder")
@@ -100,8 +105,11 @@ class BagRecorder:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._write_loop, name="bag-writer", daemon=True)
         self._thread.start()
-        self.node = Node(node_name, context=context)
-        self._timer = self.node.create_timer(discovery_period_s, self.discover)
+        self.node = Node(node_name, context=context,
+                         parameter_overrides=[Parameter("use_sim_time", value=bool(use_sim_time))])
+        # Discovery on the steady clock: topics appear before /clock does.
+        self._timer = self.node.create_timer(discovery_period_s, self.discover,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # ------------------------------------------------------------------ discovery / subscribing
     def discover(self) -> None:

@@ -4,6 +4,11 @@
 that failed; :meth:`DemoSession.shutdown` always runs afterwards (bag closed first, then the
 children, then this process's ROS objects in the order environment.md §3.3 requires) and returns
 the shutdown problems as error lines.
+
+Clock: the whole graph runs on sim time (``args.realtime_factor`` sim seconds per wall second; the
+sim publishes ``/clock``; every node, the recorder and the monitor use it). The episode lasts
+``args.duration`` sim seconds, ended by the demo itself: the policy node measures a RunTask
+``time_limit`` on the wall clock, so the goal carries only a generous wall-clock backstop.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ def say(text: str) -> None:
     print(f"==> [demo] {text}", flush=True)
 
 _PROGRESS_PERIOD_S = 5.0
+_BACKSTOP_FACTOR = 2.0  # the goal's own (wall-clock) time limit, in units of the episode's wall time
 
 
 class DemoSession:
@@ -46,7 +52,8 @@ class DemoSession:
         self.topics: tuple[str, ...] = ()  # what to record; set before run_episode
         self.run_task_action = "/dreamzero_policy/run_task"
         self.out = args.output_dir
-        self.specs = sim_nodes(backend=args.backend, checkpoint=args.checkpoint)
+        self.rtf = float(args.realtime_factor)
+        self.specs = sim_nodes(backend=args.backend, checkpoint=args.checkpoint, realtime_factor=self.rtf)
         self.context: Any = None
         self.executor: Any = None
         self._thread: threading.Thread | None = None
@@ -76,8 +83,8 @@ class DemoSession:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=int(self.env["ROS_DOMAIN_ID"]))
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
-        self.recorder = BagRecorder(self.context, self.out / "bag", self.topics)
-        self.monitor = DemoMonitor(self.context, self.run_task_action)
+        self.recorder = BagRecorder(self.context, self.out / "bag", self.topics, use_sim_time=True)
+        self.monitor = DemoMonitor(self.context, self.run_task_action, use_sim_time=True)
         self.executor.add_node(self.recorder.node)
         self.executor.add_node(self.monitor.node)
         self._thread = threading.Thread(target=self._spin, name="demo-executor", daemon=True)
@@ -93,6 +100,8 @@ class DemoSession:
             if spec.executable == "policy_node":
                 # autostart: configure + activate without a lifecycle manager; predicted frames for the video.
                 extra = ["-p", "autostart:=true", "-p", "predicted_video.enabled:=true"]
+                if getattr(self.args, "device", ""):
+                    extra += ["-p", f"device:={self.args.device}"]
             child = self.procs.start(spec, extra)
             say(f"started {spec.name} (pid {child.process.pid}, log {child.log_path})")
 
@@ -122,42 +131,55 @@ class DemoSession:
 
     def _run_task(self) -> None:
         assert self.monitor is not None
-        mon, args = self.monitor, self.args
-        say(f"RunTask: '{args.instruction}' for {args.duration:.1f} s")
-        t_goal = time.monotonic()
-        mon.send_goal(args.instruction, args.duration)
+        mon, args, rtf = self.monitor, self.args, self.rtf
+        wall_episode = args.duration / rtf
+        say(f"RunTask: '{args.instruction}' for {args.duration:.1f} s of sim time (realtime factor {rtf:g}: "
+            f"about {wall_episode:.0f} s of wall time)")
+        t_goal, sim_goal = time.monotonic(), mon.now_s()
+        mon.send_goal(args.instruction, _BACKSTOP_FACTOR * wall_episode + 10.0)
         running_deadline = t_goal + args.running_timeout
         end_deadline = None
+        ended_by_demo = False
         next_progress = t_goal + _PROGRESS_PERIOD_S
         while not mon.goal_done.wait(0.2):
             self._check_children("episode")
-            now = time.monotonic()
+            now, sim_elapsed = time.monotonic(), mon.now_s() - sim_goal
             if end_deadline is None:
                 if mon.state() == "RUNNING":
                     self.timings["running_after_goal_s"] = now - t_goal
-                    end_deadline = now + args.duration + 30.0
+                    # Wall-clock guard only: physics may run slower than the factor on a loaded machine.
+                    end_deadline = now + 3.0 * wall_episode + 60.0
                     say(f"policy RUNNING after {now - t_goal:.1f} s")
                 elif now > running_deadline:
                     mon.cancel_goal()
                     raise DemoError("episode", f"policy never reached RUNNING: {mon.last_status_text()}")
             elif now > end_deadline:
                 mon.cancel_goal()
-                raise DemoError("episode", f"the RunTask goal did not end within {args.duration + 30:.0f} s "
-                                "of RUNNING")
+                raise DemoError("episode", f"the episode did not reach {args.duration:.1f} s of sim time within "
+                                f"{end_deadline - t_goal:.0f} s (sim time {sim_elapsed:.1f} s: is the sim robot "
+                                "publishing /clock?)")
+            if not ended_by_demo and sim_elapsed >= args.duration:
+                ended_by_demo = True
+                self.timings["episode_sim_s"] = sim_elapsed
+                mon.cancel_goal()  # the result (canceled) follows
             if now >= next_progress:
                 chunks, _ = mon.counts()
-                say(f"t={now - t_goal:5.1f} s  chunks={chunks}  policy {mon.last_status_text()}")
+                say(f"t={now - t_goal:5.1f} s (sim {sim_elapsed:5.1f} s)  chunks={chunks}  "
+                    f"policy {mon.last_status_text()}")
                 next_progress += _PROGRESS_PERIOD_S
         self.timings["episode_s"] = time.monotonic() - t_goal
+        self.timings.setdefault("episode_sim_s", mon.now_s() - sim_goal)
         if mon.goal_error:
             raise DemoError("episode", mon.goal_error)
         result = mon.goal_result
-        self.task = {"success": bool(result.success), "message": result.message, "session_id": result.session_id,
+        success, message = bool(result.success), result.message
+        if ended_by_demo and not success and message == "canceled":
+            success, message = True, f"sim time limit reached ({args.duration:.1f} s)"
+        self.task = {"success": success, "message": message, "session_id": result.session_id,
                      "chunks_published": int(result.chunks_published)}
-        say(f"RunTask finished: success={result.success} ({result.message}), "
-             f"{result.chunks_published} chunks published")
-        if not result.success:
-            raise DemoError("episode", f"RunTask failed: {result.message} (policy {mon.last_status_text()})")
+        say(f"RunTask finished: success={success} ({message}), {result.chunks_published} chunks published")
+        if not success:
+            raise DemoError("episode", f"RunTask failed: {message} (policy {mon.last_status_text()})")
         if mon.counts()[0] == 0:
             raise DemoError("episode", "the task ended but no action chunk reached the demo")
 
@@ -199,7 +221,11 @@ class DemoSession:
         return {
             "instruction": self.args.instruction,
             "duration_s": self.args.duration,
+            "clock": "sim",
+            "realtime_factor": self.rtf,
+            "episode_sim_s": self.timings.get("episode_sim_s", 0.0),
             "backend": self.args.backend,
+            "device": getattr(self.args, "device", "") or "(config/nodes/policy_node.yaml)",
             "checkpoint": self.args.checkpoint or "(config/nodes/policy_node.yaml)",
             "ros_domain_id": int(self.env["ROS_DOMAIN_ID"]),
             "timings_s": self.timings,

@@ -154,7 +154,7 @@ class WorldActionModel:
         t = torch.zeros(self._batch, x.shape[2], device=self.device)
         with torch.inference_mode():
             self.dit.forward_cached(x, t, self._cross, self.cache, start, y=self._y_slice(start, x.shape[2]),
-                                    update_cache=True)
+                                    update_cache=True, need_output=False)
 
     def prefill(self, first_latent: torch.Tensor) -> None:
         """Start a session: cache the observed frame-0 latent [1, C, 1, H, W] (t = 0, latent index 0)."""

@@ -19,6 +19,8 @@ from diffusers.models.normalization import FP32LayerNorm
 from diffusers.models.transformers.transformer_wan import WanAttention
 from torch import nn
 
+from .kernels import linear
+
 __all__ = [
     "ActionEncoder",
     "CausalWanBlock",
@@ -26,6 +28,8 @@ __all__ = [
     "RegisterMLP",
     "action_sinusoid",
     "apply_rope",
+    "gated_add",
+    "modulate",
     "rope_table",
     "timestep_sinusoid",
 ]
@@ -73,17 +77,17 @@ def rope_table(dim: int, positions: torch.Tensor, theta: float) -> tuple[torch.T
     return cos, sin
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (2m, 2m+1) of ``x`` [B, L, H, Dh] by the table (cos, sin) [L, Dh].
+def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (2m, 2m+1) of ``x`` [B, L, H, Dh] by ``freqs`` [L, Dh/2] (complex64 unit phasors).
 
-    Computed in float32 (the official code uses float64 complex numbers; the difference is ~1e-7 relative).
+    One complex multiply in float32 (the official code multiplies float64 complex numbers; the difference is
+    ~1e-7 relative). Returns a new tensor in ``x``'s dtype.
     """
-    dtype = x.dtype
-    xf = x.float()
-    x1, x2 = xf.unflatten(-1, (-1, 2)).unbind(-1)
-    rotated = torch.stack((-x2, x1), dim=-1).flatten(-2)
-    out = xf * cos[None, :, None, :] + rotated * sin[None, :, None, :]
-    return out.to(dtype)
+    xf = x.float().unflatten(-1, (-1, 2))
+    if xf.stride(-1) != 1 or any(s % 2 for s in xf.stride()[:-1]) or xf.storage_offset() % 2:
+        xf = xf.contiguous()
+    out = torch.view_as_real(torch.view_as_complex(xf) * freqs[None, :, None, :]).flatten(-2)
+    return out.to(x.dtype)
 
 
 class RegisterMLP(nn.Module):
@@ -95,7 +99,7 @@ class RegisterMLP(nn.Module):
         self.layer2 = nn.Linear(hidden, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer2(F.relu(self.layer1(x)))
+        return _lin(self.layer2, F.relu(_lin(self.layer1, x)))
 
 
 class ActionEncoder(nn.Module):
@@ -112,14 +116,60 @@ class ActionEncoder(nn.Module):
         self.W3 = nn.Linear(dim, dim)
 
     def forward(self, actions: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        a_emb = self.W1(actions)
+        a_emb = _lin(self.W1, actions)
         tau = action_sinusoid(self.dim, timesteps).to(a_emb.dtype)
-        return self.W3(F.silu(self.W2(torch.cat([a_emb, tau], dim=-1))))
+        return _lin(self.W3, F.silu(_lin(self.W2, torch.cat([a_emb, tau], dim=-1))))
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """[B, L, H*Dh] -> [B, H, L, Dh]."""
     return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+# Token groups that share one timestep, in token order: ((count, tokens per group), ...). Inference:
+# ((F, T), (R, 1)) = F video frames of T tokens then R register tokens; training: ((2F, T), (R, 1)).
+# Modulation is computed per group ([B, G, 6, dim], G = sum of counts) and broadcast over a group's tokens
+# instead of materialising a per-token [B, L, 6, dim] tensor in every layer.
+Groups = tuple[tuple[int, int], ...]
+
+
+def _segments(groups: Groups):
+    """Yield (token slice, group slice, count, size) per non-empty segment."""
+    t0 = g0 = 0
+    for n, size in groups:
+        if n:
+            yield slice(t0, t0 + n * size), slice(g0, g0 + n), n, size
+        t0 += n * size
+        g0 += n
+
+
+def modulate(h: torch.Tensor, scale1: torch.Tensor, shift: torch.Tensor, groups: Groups) -> torch.Tensor:
+    """h * scale1 + shift per group. h: fresh [B, L, D] (overwritten outside autograd); scale1/shift [B, G, D]."""
+    if not torch.is_grad_enabled():
+        for ts, gs, n, size in _segments(groups):
+            hv = h[:, ts].unflatten(1, (n, size))
+            hv.mul_(scale1[:, gs, None]).add_(shift[:, gs, None])
+        return h
+    parts = [(h[:, ts].unflatten(1, (n, size)) * scale1[:, gs, None] + shift[:, gs, None]).flatten(1, 2)
+             for ts, gs, n, size in _segments(groups)]
+    return torch.cat(parts, dim=1)
+
+
+def gated_add(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, groups: Groups) -> torch.Tensor:
+    """x + y * gate per group. x: [B, L, D] residual stream owned by the caller (updated in place outside
+    autograd); y: [B, L, D]; gate: [B, G, D]."""
+    if not torch.is_grad_enabled():
+        for ts, gs, n, size in _segments(groups):
+            x[:, ts].unflatten(1, (n, size)).addcmul_(y[:, ts].unflatten(1, (n, size)), gate[:, gs, None])
+        return x
+    parts = [(y[:, ts].unflatten(1, (n, size)) * gate[:, gs, None]).flatten(1, 2)
+             for ts, gs, n, size in _segments(groups)]
+    return x + torch.cat(parts, dim=1)
+
+
+# Self-attention over a KV-cache buffer: (keys, values) token-major [B, capacity, H, Dh], the first key
+# attended (``attn_start``) and where this pass's keys/values are written (``write_at``).
+CacheSlot = tuple[torch.Tensor, torch.Tensor, int, int]
 
 
 class CausalWanBlock(nn.Module):
@@ -143,6 +193,8 @@ class CausalWanBlock(nn.Module):
         self.ffn = FeedForward(dim, inner_dim=ffn_dim, activation_fn="gelu-approximate")
         self.norm3 = FP32LayerNorm(dim, eps, elementwise_affine=False)
         self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+        # fused [Wq; Wk; Wv] for inference on CPU, rebuilt when a source parameter changes (not in state_dict)
+        self._qkv_fused: tuple[tuple, tuple[torch.Tensor, ...]] | None = None
 
     def cross_kv(self, text: torch.Tensor, image: torch.Tensor | None) -> CrossKV:
         """Keys/values of the cross-attention context (session-constant, so computed once per prompt).
@@ -159,72 +211,116 @@ class CausalWanBlock(nn.Module):
         v_img = _heads(a.add_v_proj(image), h)
         return k, v, k_img, v_img
 
+    def _fused_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q/k/v weight [3*dim, dim] and bias [3*dim], plus their k/v rows, concatenated once (keyed on the
+        source tensors' identity and version, so a load or an optimiser step invalidates them)."""
+        a = self.attn1
+        src = (a.to_q.weight, a.to_k.weight, a.to_v.weight, a.to_q.bias, a.to_k.bias, a.to_v.bias)
+        hit = self._qkv_fused
+        if hit is None or any(p is not q or p._version != v for p, (q, v) in zip(src, hit[0], strict=True)):
+            # a normal (version-tracked) tensor even when first called under inference_mode
+            with torch.inference_mode(False), torch.no_grad():
+                w, b = torch.cat(src[:3]), torch.cat(src[3:])
+                d = src[0].shape[0]
+                hit = (tuple((p, p._version) for p in src), (w, b, w[d:].contiguous(), b[d:].contiguous()))
+            self._qkv_fused = hit
+        return hit[1]
+
+    def _project_qkv(self, hs: torch.Tensor, kv_only: bool) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        a = self.attn1
+        # one [dim -> 3*dim] matmul instead of three: fewer passes over hs and better GEMM efficiency on CPU;
+        # on GPU the separate projections are as fast and the fused copy would cost memory
+        if torch.is_grad_enabled() or hs.device.type != "cpu":
+            return (None if kv_only else a.to_q(hs)), a.to_k(hs), a.to_v(hs)
+        w, b, w_kv, b_kv = self._fused_weights()
+        d = w_kv.shape[0] // 2
+        if kv_only:
+            kv = linear(hs, w_kv, b_kv)
+            return None, kv[..., :d], kv[..., d:]
+        qkv = linear(hs, w, b)
+        return qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
+
     def forward(
         self,
         x: torch.Tensor,
         e0: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
+        groups: Groups,
+        rope: torch.Tensor,
         cross: CrossKV,
         attn_mask: torch.Tensor | None = None,
-        past_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-        num_video: int = 0,
-        window: int = 0,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        cache: CacheSlot | None = None,
+        kv_only: bool = False,
+    ) -> torch.Tensor:
         """Args:
-            x: tokens [B, L, dim]; e0: per-token modulation [B, L, 6, dim] (time projection output).
-            rope: (cos, sin) [L, head_dim] for every token of ``x``.
+            x: tokens [B, L, dim] (updated in place outside autograd); e0: per-group modulation [B, G, 6, dim]
+                (time projection output) for the token ``groups``.
+            rope: complex RoPE phasors [L, head_dim/2] for every token of ``x``.
             cross: this layer's cross-attention K/V (``cross_kv``); batch 1 broadcasts.
             attn_mask: bool [L, L] (True = may attend), teacher-forced training only.
-            past_kv: KV-cache mode: cached post-RoPE keys and values [B, H, Lp, Dh] of clean frames. The first
-                ``num_video`` tokens of ``x`` are video; keys = last ``window`` of (cache ++ new video), then the
-                remaining (action/state) tokens; every new token attends to all of them (official inference).
+            cache: KV-cache mode: this pass's post-RoPE keys/values are written into the buffers at
+                ``write_at`` and every token attends to keys ``[attn_start, write_at + L)`` (official
+                inference: cached frames in the window ++ new video ++ new action/state tokens).
+            kv_only: write this layer's keys/values and stop (the last layer of a cache-write pass, whose
+                output nobody reads).
 
         Returns:
-            (x, kv): kv are the keys/values the cache would hold after this pass (cache mode), else this pass's
-            full keys/values.
+            x after the block (or unchanged with ``kv_only``).
         """
-        mod = (self.scale_shift_table.unsqueeze(0) + e0).unbind(2)
-        shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = mod
+        shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = (self.scale_shift_table.unsqueeze(0) + e0).unbind(2)
 
         # 1. self-attention (q/k RMS-normalised over the full width before the head split, as in Wan)
         a, h = self.attn1, self.num_heads
-        hs = self.norm1(x) * (1 + scale_msa) + shift_msa
-        q = a.norm_q(a.to_q(hs)).unflatten(-1, (h, -1))
-        k = a.norm_k(a.to_k(hs)).unflatten(-1, (h, -1))
-        v = a.to_v(hs).unflatten(-1, (h, -1))
-        cos, sin = rope
-        q = apply_rope(q, cos, sin).transpose(1, 2)
-        k = apply_rope(k, cos, sin).transpose(1, 2)
-        v = v.transpose(1, 2)
-        if past_kv is not None:
-            kk = torch.cat([past_kv[0], k[:, :, :num_video]], dim=2)
-            vv = torch.cat([past_kv[1], v[:, :, :num_video]], dim=2)
-            if window > 0:
-                kk, vv = kk[:, :, -window:], vv[:, :, -window:]
-            kv = (kk, vv)
-            if num_video < k.shape[2]:
-                kk = torch.cat([kk, k[:, :, num_video:]], dim=2)
-                vv = torch.cat([vv, v[:, :, num_video:]], dim=2)
-            out = F.scaled_dot_product_attention(q, kk, vv)
-        else:
-            kv = (k, v)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        x = x + a.to_out[0](out.transpose(1, 2).flatten(2)) * gate_msa
+        hs = modulate(self.norm1(x), 1 + scale_msa, shift_msa, groups)
+        q, k, v = self._project_qkv(hs, kv_only and cache is not None)
+        k = apply_rope(a.norm_k(k).unflatten(-1, (h, -1)), rope)
+        v = v.unflatten(-1, (h, -1))
+        if cache is not None:
+            kbuf, vbuf, start, at = cache
+            end = at + x.shape[1]
+            kbuf[:, at:end].copy_(k)
+            vbuf[:, at:end].copy_(v)
+            if kv_only:
+                return x
+            k, v = kbuf[:, start:end], vbuf[:, start:end]
+        assert q is not None
+        q = apply_rope(a.norm_q(q).unflatten(-1, (h, -1)), rope)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                             attn_mask=attn_mask)
+        x = gated_add(x, _lin(a.to_out[0], out.transpose(1, 2).flatten(2)), gate_msa, groups)
 
         # 2. cross-attention: text and image attentions summed, no gate, no mask, no RoPE
         c = self.attn2
-        hs = self.norm2(x)
-        q = _heads(c.norm_q(c.to_q(hs)), h)
+        q = c.norm_q(_lin(c.to_q, self.norm2(x))).unflatten(-1, (h, -1))
         k_t, v_t, k_i, v_i = cross
-        out = F.scaled_dot_product_attention(q, _bcast(k_t, q), _bcast(v_t, q))
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), _bcast(k_t, q), _bcast(v_t, q))
+        out = out.transpose(1, 2).flatten(2)
         if k_i is not None and v_i is not None:
-            out = out + F.scaled_dot_product_attention(q, _bcast(k_i, q), _bcast(v_i, q))
-        x = x + c.to_out[0](out.transpose(1, 2).flatten(2))
+            out = out + _shared_context_attention(q, k_i, v_i)
+        y = _lin(c.to_out[0], out)
+        x = x.add_(y) if not torch.is_grad_enabled() else x + y
 
         # 3. feed-forward
-        hs = self.norm3(x) * (1 + c_scale) + c_shift
-        x = x + self.ffn(hs) * c_gate
-        return x, kv
+        hs = modulate(self.norm3(x), 1 + c_scale, c_shift, groups)
+        ff = self.ffn.net  # [GELU(proj, tanh), Dropout(0), Linear]: the GELU fused into the first GEMM
+        return gated_add(x, _lin(ff[2], linear(hs, ff[0].proj.weight, ff[0].proj.bias, gelu_tanh=True)), c_gate, groups)
+
+
+def _lin(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return linear(x, layer.weight, layer.bias)
+
+
+def _shared_context_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Attention of q [B, L, H, Dh] to keys/values [Bk, H, Lk, Dh] -> [B, L, H*Dh].
+
+    A batch-1 context shared by every row (the CLIP tokens of cond and negative prompt) is attended as one
+    batch of B*L queries: one larger kernel instead of an expanded (copied) K/V per row.
+    """
+    b, length = q.shape[:2]
+    if k.shape[0] == 1 and b > 1:
+        out = F.scaled_dot_product_attention(q.reshape(1, b * length, *q.shape[2:]).transpose(1, 2), k, v)
+        return out.transpose(1, 2).reshape(b, length, -1)
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), _bcast(k, q.transpose(1, 2)), _bcast(v, q.transpose(1, 2)))
+    return out.transpose(1, 2).flatten(2)
 
 
 def _bcast(kv: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -14,30 +14,27 @@ Shapes: video latents [B, C, F, H, W]; actions [B, T, action_dim]; state [B, nb,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+import torch.nn.functional as F
 from diffusers.models.normalization import FP32LayerNorm
 from diffusers.models.transformers.transformer_wan import WanTimeTextImageEmbedding
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .configuration_dreamzero import DreamZeroConfig
-from .layers_dreamzero import ActionEncoder, CausalWanBlock, CrossKV, RegisterMLP, rope_table, timestep_sinusoid
+from .kv_cache import KVCache
+from .layers_dreamzero import (
+    ActionEncoder,
+    CausalWanBlock,
+    CrossKV,
+    Groups,
+    RegisterMLP,
+    _lin,
+    rope_table,
+    timestep_sinusoid,
+)
 
 __all__ = ["DreamZeroDiT", "KVCache", "teacher_forcing_mask"]
-
-
-@dataclass
-class KVCache:
-    """Per-layer post-RoPE keys and values [B, H, L, Dh] of the observed clean frames of one session."""
-
-    keys: list[torch.Tensor]
-    values: list[torch.Tensor]
-
-    @property
-    def length(self) -> int:
-        return int(self.keys[0].shape[2]) if self.keys else 0
 
 
 def teacher_forcing_mask(cfg: DreamZeroConfig, num_blocks: int, state_self_only: bool) -> torch.Tensor:
@@ -99,7 +96,7 @@ class DreamZeroDiT(nn.Module):
         self.action_encoder = ActionEncoder(cfg.action_dim, cfg.dim)
         self.state_encoder = RegisterMLP(cfg.max_state_dim, cfg.hidden_size, cfg.dim)
         self.action_decoder = RegisterMLP(cfg.dim, cfg.hidden_size, cfg.action_dim)
-        self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rope_cache: dict[tuple, torch.Tensor] = {}
         self._mask_cache: dict[tuple, torch.Tensor] = {}
 
     # --- embeddings --------------------------------------------------------------------------------
@@ -116,15 +113,11 @@ class DreamZeroDiT(nn.Module):
         """Timesteps [B, N] -> (e [B, N, dim], e0 [B, N, 6, dim])."""
         ce = self.condition_embedder
         dtype = ce.time_proj.weight.dtype
-        e = ce.time_embedder(timestep_sinusoid(self.config.freq_dim, t).to(dtype))
-        e0 = ce.time_proj(ce.act_fn(e)).unflatten(-1, (6, self.config.dim))
+        te = ce.time_embedder  # diffusers TimestepEmbedding: linear_1 -> SiLU -> linear_2
+        h = F.silu(_lin(te.linear_1, timestep_sinusoid(self.config.freq_dim, t).to(dtype)))
+        e = _lin(te.linear_2, h)
+        e0 = _lin(ce.time_proj, ce.act_fn(e)).unflatten(-1, (6, self.config.dim))
         return e, e0
-
-    def frame_time_embed(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-frame timesteps [B, F] -> per-token (e, e0) for F*T video tokens (computed once per frame)."""
-        e, e0 = self.time_embed(t)
-        n = self.config.tokens_per_frame
-        return e.repeat_interleave(n, dim=1), e0.repeat_interleave(n, dim=1)
 
     def encode_context(self, text: torch.Tensor, clip: torch.Tensor | None) -> list[CrossKV]:
         """Per-layer cross-attention K/V from the text context [B, text_len, text_dim] and CLIP tokens
@@ -166,9 +159,9 @@ class DreamZeroDiT(nn.Module):
 
     def rope(
         self, start_frame: int, num_frames: int, first_block: int, num_blocks: int, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, sin) [L, head_dim] for ``num_frames`` video frames from ``start_frame`` followed by the action
-        and state tokens of blocks ``first_block .. first_block + num_blocks - 1``. Cached per layout."""
+    ) -> torch.Tensor:
+        """Complex RoPE phasors [L, head_dim/2] for ``num_frames`` video frames from ``start_frame`` followed by
+        the action and state tokens of blocks ``first_block .. first_block + num_blocks - 1``. Cached per layout."""
         key = (start_frame, num_frames, first_block, num_blocks, str(device))
         hit = self._rope_cache.get(key)
         if hit is not None:
@@ -191,17 +184,19 @@ class DreamZeroDiT(nn.Module):
                 pc, ps = rope_table(cfg.head_dim, pos, cfg.rope_theta)
                 cos.append(pc)
                 sin.append(ps)
-        out = (torch.cat(cos).float().to(device), torch.cat(sin).float().to(device))
+        # cos/sin are repeat-interleaved over each channel pair: keep one entry per pair as a complex phasor
+        out = torch.complex(torch.cat(cos)[:, ::2], torch.cat(sin)[:, ::2]).to(torch.complex64).to(device)
         self._rope_cache[key] = out
         return out
 
     # --- outputs -----------------------------------------------------------------------------------
 
     def video_head(self, x: torch.Tensor, e: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Video tokens [B, F*T, dim] + their time embedding e [B, F*T, dim] -> velocity [B, C, F, H, W]."""
+        """Video tokens [B, F*T, dim] + per-frame time embedding e [B, F, dim] -> velocity [B, C, F, H, W]."""
         cfg = self.config
         shift, scale = (self.scale_shift_table.unsqueeze(0) + e.unsqueeze(2)).unbind(2)
-        out = self.proj_out(self.norm_out(x) * (1 + scale) + shift)
+        hs = self.norm_out(x).unflatten(1, (num_frames, -1))
+        out = _lin(self.proj_out, (hs * (1 + scale[:, :, None]) + shift[:, :, None]).flatten(1, 2))
         _, ph, pw = cfg.patch_size
         hp, wp = cfg.latent_height // ph, cfg.latent_width // pw
         out = out.view(x.shape[0], num_frames, hp, wp, ph, pw, cfg.out_dim)
@@ -269,23 +264,24 @@ class DreamZeroDiT(nn.Module):
         noisy_tok = self.embed_video(x, y)
         reg_tok, reg_t = self.encode_register(action, timestep_action, state)
         tokens = torch.cat([clean_tok, noisy_tok, reg_tok], dim=1)
-        _, e0_clean = self.frame_time_embed(torch.zeros_like(timestep))
-        e_noisy, e0_noisy = self.frame_time_embed(timestep)
+        # modulation per frame (clean frames, then noisy frames) and per register token
+        _, e0_clean = self.time_embed(torch.zeros_like(timestep))
+        e_noisy, e0_noisy = self.time_embed(timestep)
         _, e0_reg = self.time_embed(reg_t)
         e0 = torch.cat([e0_clean, e0_noisy, e0_reg], dim=1)
-        cos_v, sin_v = self.rope(0, frames, 0, nb, x.device)
-        # clean and noisy streams share frame positions 0..F-1
-        rope = (torch.cat([cos_v[:nv], cos_v]), torch.cat([sin_v[:nv], sin_v]))
+        groups: Groups = ((2 * frames, cfg.tokens_per_frame), (reg_tok.shape[1], 1))
+        rope_v = self.rope(0, frames, 0, nb, x.device)
+        rope = torch.cat([rope_v[:nv], rope_v])  # clean and noisy streams share frame positions 0..F-1
         mkey = (nb, self_only, str(x.device))
         mask = self._mask_cache.get(mkey)
         if mask is None:
             mask = self._mask_cache[mkey] = teacher_forcing_mask(cfg, nb, self_only).to(x.device)
         for blk, ckv in zip(self.blocks, cross, strict=True):
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                tokens = checkpoint(lambda t, m=blk, c=ckv: m(t, e0, rope, c, attn_mask=mask)[0], tokens,
+                tokens = checkpoint(lambda t, m=blk, c=ckv: m(t, e0, groups, rope, c, attn_mask=mask), tokens,
                                     use_reentrant=False)
             else:
-                tokens = blk(tokens, e0, rope, ckv, attn_mask=mask)[0]
+                tokens = blk(tokens, e0, groups, rope, ckv, attn_mask=mask)
         video = self.video_head(tokens[:, nv:2 * nv], e_noisy, frames)
         act = self.action_decoder(tokens[:, 2 * nv:2 * nv + action.shape[1]])
         return video, act
@@ -293,9 +289,12 @@ class DreamZeroDiT(nn.Module):
     # --- inference forward (KV cache) ------------------------------------------------------------
 
     def empty_cache(self, batch: int, device: torch.device, dtype: torch.dtype) -> KVCache:
+        """An empty cache with room for a full window plus one denoising pass (no reallocation in a session)."""
         cfg = self.config
         z = torch.zeros(batch, cfg.num_heads, 0, cfg.head_dim, device=device, dtype=dtype)
-        return KVCache([z] * cfg.num_layers, [z] * cfg.num_layers)
+        room = cfg.max_attention_tokens + cfg.num_frame_per_block * cfg.tokens_per_frame \
+            + cfg.num_action_per_block + cfg.num_state_per_block
+        return KVCache([z] * cfg.num_layers, [z] * cfg.num_layers, capacity=room)
 
     def forward_cached(
         self,
@@ -309,7 +308,8 @@ class DreamZeroDiT(nn.Module):
         timestep_action: torch.Tensor | None = None,
         state: torch.Tensor | None = None,
         update_cache: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        need_output: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """One KV-cached DiT pass over new frames at latent index ``start_frame``.
 
         Without ``action``: a cache-write pass (clean frames, timestep 0). With ``action`` [B, A, action_dim],
@@ -319,6 +319,8 @@ class DreamZeroDiT(nn.Module):
         Args:
             x: [B, C, F_new, H, W]; timestep: [B, F_new]; cross: ``encode_context`` output (batch B or 1).
             update_cache: append the new frames' keys/values to ``cache`` (in place, window-truncated).
+            need_output: False for a cache write whose velocity nobody reads: the last layer then only
+                computes its keys/values, and (None, None) is returned.
 
         Returns:
             (video velocity [B, C, F_new, H, W], action velocity [B, A, action_dim] or None).
@@ -329,9 +331,11 @@ class DreamZeroDiT(nn.Module):
         if timestep.shape != (b, frames):
             raise ValueError(f"timestep must be [B, F_new] = {(b, frames)}, got {tuple(timestep.shape)}")
         nv = frames * cfg.tokens_per_frame
+        if cache.batch != b:
+            raise ValueError(f"the cache holds batch {cache.batch}, the input batch {b}")
         tokens = self.embed_video(x, y)
-        e_vid, e0 = self.frame_time_embed(timestep)
         nb = 0
+        t_all = timestep
         block = max(0, (start_frame - 1) // cfg.num_frame_per_block)
         if action is not None:
             if timestep_action is None or state is None:
@@ -343,15 +347,28 @@ class DreamZeroDiT(nn.Module):
                 )
             reg_tok, reg_t = self.encode_register(action, timestep_action, state)
             tokens = torch.cat([tokens, reg_tok], dim=1)
-            e0 = torch.cat([e0, self.time_embed(reg_t)[1]], dim=1)
+            t_all = torch.cat([timestep.to(reg_t.dtype), reg_t], dim=1)
             nb = 1
+        else:
+            tokens = tokens.contiguous()  # the blocks update the residual stream in place
+        e, e0 = self.time_embed(t_all)  # per frame and per register token, in one pass
+        e_vid = e[:, :frames]
+        groups: Groups = ((frames, cfg.tokens_per_frame), (tokens.shape[1] - nv, 1))
         rope = self.rope(start_frame, frames, block, nb, x.device)
+        # keys = the last `window` of (cache ++ new video), then the new action/state tokens; the new tokens are
+        # written right after the cache in its buffer, so that is one contiguous slice starting at `first`
+        cache.reserve(tokens.shape[1])
         window = cfg.max_attention_tokens
+        first = max(cache.start, cache.end + nv - window) if window > 0 else cache.start
+        skip_last = update_cache and not need_output
         for i, (blk, ckv) in enumerate(zip(self.blocks, cross, strict=True)):
-            tokens, kv = blk(tokens, e0, rope, ckv, past_kv=(cache.keys[i], cache.values[i]), num_video=nv,
-                             window=window)
-            if update_cache:
-                cache.keys[i], cache.values[i] = kv
+            kbuf, vbuf = cache.layer(i)
+            tokens = blk(tokens, e0, groups, rope, ckv, cache=(kbuf, vbuf, first, cache.end),
+                         kv_only=skip_last and i == len(self.blocks) - 1)
+        if update_cache:
+            cache.start, cache.end = first, cache.end + nv
+        if not need_output:
+            return None, None
         video = self.video_head(tokens[:, :nv], e_vid, frames)
         act = self.action_decoder(tokens[:, nv:nv + cfg.num_action_per_block]) if nb else None
         return video, act

@@ -15,7 +15,7 @@ from __future__ import annotations
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -216,9 +216,13 @@ def main(args: list[str] | None = None) -> None:
     """Console script ``adapter_node``. Shutdown order: executor, node, context (environment.md §3.3).
 
     ``rclpy.init`` is not a context manager in the Jazzy 7.1 wheels, so the context is shut down explicitly.
+    A SingleThreadedExecutor, because every callback is in one mutually exclusive group anyway, and because
+    Jazzy 7.1's ``MultiThreadedExecutor.shutdown()`` neither waits for nor stops its worker threads: a
+    callback still publishing while ``destroy_node`` frees the publishers crashed the process (SIGSEGV) on
+    Ctrl-C. Callbacks here run on the main thread, so nothing runs once ``spin()`` has returned.
     """
     rclpy.init(args=args)
-    executor = MultiThreadedExecutor()
+    executor = SingleThreadedExecutor()
     node = None
     try:
         node = AdapterNode()

@@ -3,7 +3,8 @@
 Pipeline for one chunk (ros2-integration.md §8.6): session/order filter -> validation -> conversion to joint
 targets -> time alignment (drop elapsed steps, cap look-ahead) -> blend with the running plan -> clamp to
 position limits -> start check (ramp or refuse when far from the measured state) -> time stretching for
-velocity/acceleration limits with finite-difference velocities (final velocity zero) -> plan.
+velocity/acceleration limits with finite-difference velocities (final velocity zero) -> a braking point
+first when the robot's own motion would carry the first segment past a limit (safety/braking.py) -> plan.
 Any failure raises :class:`ChunkRejected`; the running plan (the last safe command) is left untouched.
 Not thread-safe: the node serialises calls.
 """
@@ -15,6 +16,7 @@ import numpy as np
 from embodiment_adapters.kinematics import build_chains
 from embodiment_adapters.profile import RobotProfile
 from embodiment_adapters.safety.blending import blend_with_plan
+from embodiment_adapters.safety.braking import braking_profile, leaves_limits
 from embodiment_adapters.safety.conversion import to_joint_targets
 from embodiment_adapters.safety.session import SessionFilter
 from embodiment_adapters.safety.timing import align, parameterize
@@ -116,6 +118,15 @@ class AdapterCore:
                                          first_segment_velocity_scale=scale)
         if times[-1] > rel[-1] * 1.001 + 1e-6:
             notes.append(f"time-stretched x{times[-1] / rel[-1]:.2f} for velocity/acceleration limits")
+        if leaves_limits(q0, v0, points[0], velocities[0], float(times[0]), self.lower, self.upper):
+            # Moving towards a limit with the first point at it: stop first, then follow the chunk (delayed).
+            b_t, b_q, b_v = braking_profile(q0, v0, self.lower, self.upper, self.amax, _MIN_STOP_TIME)
+            rest_t, rest_v = parameterize(b_q[-1], np.zeros_like(q0), points, rel, self.vmax, self.amax,
+                                          final_velocity_zero=self.final_velocity_zero)
+            points = np.vstack([b_q, points])
+            times = np.concatenate([b_t, b_t[-1] + rest_t])
+            velocities = np.vstack([b_v, rest_v])
+            notes.append(f"braking first ({b_t[-1]:.2f} s): the motion would have crossed a position limit")
 
         grippers = {}
         first = int(keep[0])
@@ -145,9 +156,13 @@ class AdapterCore:
         t_stop = max(_MIN_STOP_TIME, float(np.max(np.abs(v) / self.amax)) * 1.5)
         stop = np.clip(q + v * t_stop / 2.0, self.lower, self.upper)
         times, velocities = parameterize(q, v, stop[None, :], np.array([t_stop]), self.vmax, self.amax)
+        positions = stop[None, :]
+        if leaves_limits(q, v, stop, velocities[0], float(times[0]), self.lower, self.upper):
+            # A limit is nearer than this stop: each joint decelerates on its own, harder where it must.
+            times, positions, velocities = braking_profile(q, v, self.lower, self.upper, self.amax, _MIN_STOP_TIME)
         hold = TrajectoryPlan(
             joint_names=self.profile.joint_names, t0=now, start_positions=q, start_velocities=v,
-            positions=stop[None, :], velocities=velocities, times=times, session_id=self.plan.session_id,
+            positions=positions, velocities=velocities, times=times, session_id=self.plan.session_id,
             chunk_id=self.plan.chunk_id, notes=("hold",),
         )
         self.plan = hold
