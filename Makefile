@@ -3,10 +3,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup build test lint demo bench constraints clean
+.PHONY: help setup build test lint demo train-demo bench constraints clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup:  ## create .venv, install pinned dependencies and ROS 2, colcon build (idempotent)
 	@scripts/setup.sh
@@ -23,6 +23,9 @@ test: setup  ## ruff + the whole pytest suite in a loopback-only network namespa
 
 demo: setup  ## one simulated episode: sim robot + policy (small model) + adapter; writes runs/<timestamp>/
 	@scripts/demo.sh
+
+train-demo: setup  ## simulated training experiment (scripted demos -> dataset -> train small -> closed-loop eval)
+	@scripts/train_demo.sh
 
 bench: setup  ## run the benchmarks in bench/ (prints numbers)
 	@for b in bench/bench_*.py; do echo "==> $$b"; OMP_NUM_THREADS=2 .venv/bin/python $$b || exit $$?; done
