@@ -6,6 +6,8 @@ step durations, random start states and velocities, sequences of chunks (blendin
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from embodiment_adapters.profile import load_profile
 from embodiment_adapters.safety.planner import AdapterCore
@@ -15,7 +17,9 @@ from hypothesis import strategies as st
 
 PROFILES = {n: load_profile(n) for n in ("droid_franka_sim", "ur5e", "aloha")}
 NOW = 1000.0
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# ADAPTER_PROP_EXAMPLES=5000 for a longer search (the default keeps the suite fast).
+SETTINGS = settings(max_examples=int(os.environ.get("ADAPTER_PROP_EXAMPLES", "150")), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 def _limits(core):

@@ -119,7 +119,8 @@ class PolicyNode(LifecycleNode):
             if params.warmup:
                 warm_up(backend, spec)
             runtime = PolicyRuntime(spec, backend, limits=_limits(params), timeout_s=params.inference_timeout_s,
-                                    joint_state_topic=params.joint_state_topic, frame_id=params.frame_id)
+                                    joint_state_topic=params.joint_state_topic, frame_id=params.frame_id,
+                                    clock_ns=self._now_ns)
         except Exception as exc:  # same: FAILURE with the reason
             with contextlib.suppress(Exception):
                 backend.close()
@@ -289,6 +290,10 @@ class PolicyNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ decision timer
+
+    def _now_ns(self) -> int:
+        """The node clock (sim time with ``use_sim_time``), ns; the runtime's worker calls it too."""
+        return self.get_clock().now().nanoseconds
 
     def _on_tick(self) -> None:
         rt = self.runtime

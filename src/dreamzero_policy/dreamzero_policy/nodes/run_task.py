@@ -5,8 +5,12 @@ One goal at a time: a goal arriving while another runs, while the node is not ac
 empty instruction is rejected. Cancel is accepted (rclpy's default rejects). When the task ends,
 the instruction is cleared, so no further chunks are produced and the robot holds.
 
-The execute callback waits in a loop (sending feedback at ``FEEDBACK_PERIOD_S``), so it has its own
-reentrant callback group and never blocks the node's decision timer or services.
+The execute callback waits in a loop (sending feedback every ``FEEDBACK_PERIOD_S`` of wall time), so it
+has its own reentrant callback group and never blocks the node's decision timer or services.
+
+``time_limit`` and feedback ``elapsed_s`` are on the node's clock, so with ``use_sim_time`` a 25 s limit is
+25 s of simulated time. Elapsed time only accumulates forward steps of that clock: a sim reset or bag loop
+(time going backwards) neither ends the task early nor makes it wait for the old time to come back.
 """
 
 from __future__ import annotations
@@ -79,11 +83,14 @@ class RunTaskServer:
             return result
         limit = duration_to_s(goal.time_limit)
         start_chunks = node.report().chunks_published
-        t0 = time.monotonic()
+        clock = node.get_clock()
+        last_ns, elapsed = clock.now().nanoseconds, 0.0
         outcome, success, text = "succeed", True, "time limit reached"
         while True:
             rep = node.report()
-            elapsed = time.monotonic() - t0
+            now_ns = clock.now().nanoseconds
+            elapsed += max(0, now_ns - last_ns) * 1e-9
+            last_ns = now_ns
             if goal_handle.is_cancel_requested:
                 outcome, success, text = "canceled", False, "canceled"
                 break

@@ -5,13 +5,14 @@ The rclpy node is a thin shell around it (callbacks -> ``add_*``; a timer -> ``t
 nothing raises into the caller for bad inputs or backend failures: those come back as reasons,
 counters and events.
 
-Times passed in (``stamp_ns``, ``now_ns``) are on the node's clock (ROS time, sim-time aware).
+Times passed in (``stamp_ns``, ``now_ns``) are on the node's clock (ROS time, sim-time aware). So is
+a chunk's ``inference_started`` (read from ``clock_ns`` by the worker as it starts the request);
+``inference_latency`` is wall time (monotonic), as it measures the compute, not the robot's time.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,14 +30,17 @@ from dreamzero_policy.runtime.session import CallPlan, Session
 from dreamzero_policy.runtime.worker import InferenceWorker
 
 
-@dataclass(frozen=True)
+@dataclass
 class Job:
+    """One request. ``started_now_ns`` (node clock) is written by the worker thread as it starts the
+    request and read by ``poll`` after the result came back (the worker's queue orders the two)."""
+
     snapshot: Snapshot
     plan: CallPlan
     prompt: str
     submit_now_ns: int          # node clock at submit
-    submit_mono_ns: int         # monotonic clock at submit (maps worker times onto the node clock)
     return_video: bool
+    started_now_ns: int = 0     # node clock when the worker started it
 
 
 @dataclass(frozen=True)
@@ -69,12 +73,17 @@ class RuntimeEvent:
 
 
 class PolicyRuntime:
-    """See module docstring. ``decode`` turns a cached image payload into RGB uint8 (H, W, 3)."""
+    """See module docstring. ``decode`` turns a cached image payload into RGB uint8 (H, W, 3).
+
+    ``clock_ns``: the node's clock in ns (``lambda: node.get_clock().now().nanoseconds``), called from
+    the worker thread; without it a request counts as started when ``tick`` submitted it (the worker
+    is idle then, so it starts at once), which is exact enough for ROS-free use.
+    """
 
     def __init__(self, spec: IoSpec, backend: PolicyBackend, *, limits: BufferLimits | None = None,
                  timeout_s: float | None = None, decode: Callable[[Any], np.ndarray] | None = None,
                  joint_state_topic: str = "/joint_states", frame_id: str = "",
-                 max_calls_per_context: int = 4) -> None:
+                 max_calls_per_context: int = 4, clock_ns: Callable[[], int] | None = None) -> None:
         if decode is None:
             from dreamzero_policy.core.images import decode_any_image
 
@@ -83,6 +92,7 @@ class PolicyRuntime:
         self.backend = backend
         self.frame_id = frame_id
         self._decode = decode
+        self._clock_ns = clock_ns
         self.buffers = ObservationBuffers(spec, limits, joint_state_topic)
         self.session = Session(spec.frames_first_call, spec.frames_per_call, max_calls_per_context)
         self.worker = InferenceWorker(self._process, timeout_s=timeout_s)
@@ -175,7 +185,7 @@ class PolicyRuntime:
                 self.stale_inputs += 1
                 self.last_problem = str(exc)
             return TickOutcome(False, exc.reason, str(exc), restarted)
-        job = Job(snap, plan, self.session.prompt, now_ns, time.monotonic_ns(), self.return_video)
+        job = Job(snap, plan, self.session.prompt, now_ns, self.return_video)
         self.worker.submit(job)
         return TickOutcome(True, new_session=restarted)
 
@@ -232,6 +242,7 @@ class PolicyRuntime:
 
     def _process(self, job: Job) -> dict[str, Any]:
         """Worker thread: decode + assemble + backend call."""
+        job.started_now_ns = self._clock_ns() if self._clock_ns is not None else job.submit_now_ns
         snap = job.snapshot
         request = build_request(self.spec, snap.frames, snap.state_raw, job.prompt, job.plan.session_id,
                                 decode=self._decode)
@@ -246,11 +257,10 @@ class PolicyRuntime:
         chunk_id = self.session.accept(job.plan.session_id)
         if chunk_id is None:
             return RuntimeEvent("discarded", "result of an earlier session", **base)
-        started_node_ns = job.submit_now_ns + (started - job.submit_mono_ns)
         try:
             chunk = make_chunk(self.spec, result["actions"], stamp_ns=job.snapshot.stamp_ns,
                                session_id=job.plan.session_id, chunk_id=chunk_id,
-                               inference_started_ns=started_node_ns,
+                               inference_started_ns=job.started_now_ns,
                                inference_latency_ns=finished - started, frame_id=self.frame_id)
         except (BackendError, IoSpecError) as exc:
             self.session.new("backend error")

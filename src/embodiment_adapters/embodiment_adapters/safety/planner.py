@@ -24,6 +24,7 @@ from embodiment_adapters.safety.types import ChunkInput, ChunkRejected, SafetyCo
 from embodiment_adapters.safety.validation import validate_chunk
 
 _MIN_STOP_TIME = 0.05  # s: a hold is never a step command (single point at time 0)
+_MIN_BRAKE_TIME = 1e-3  # s: braking.py's shortest stop (a faster start could not stop within the room)
 
 
 class AdapterCore:
@@ -104,6 +105,7 @@ class AdapterCore:
         q0 = measured
         # The controller starts from the robot's current motion, whichever session commanded it.
         v0 = self.plan.sample(now)[1] if self.plan is not None else np.zeros_like(q0)
+        v0 = self._start_velocity(q0, v0, notes)
         gap = np.abs(points[0] - q0)
         scale = 1.0
         if float(np.max(gap)) > cfg.start_tolerance:
@@ -141,6 +143,26 @@ class AdapterCore:
         self.plan = plan
         return plan
 
+    def _start_velocity(self, q0: np.ndarray, v0: np.ndarray, notes: list[str]) -> np.ndarray:
+        """The start velocity [J] (rad/s) clamped to what the limits allow at ``q0`` [J] (rad).
+
+        Two caps: the velocity limit, and the speed from which the joint can still stop before the position
+        limit it moves towards within the acceleration limit (sqrt(2 amax room), and 2 room / the shortest
+        braking time). A sample of a plan within limits meets both up to round-off; a start that does not
+        (the measured position is noisy while v0 is the commanded velocity, or a state from elsewhere) is
+        clamped and noted, so every segment is planned, and stated in the plan, within all limits.
+        """
+        room = np.maximum(np.where(v0 > 0.0, self.upper - q0, q0 - self.lower), 0.0)
+        stoppable = np.minimum(np.sqrt(2.0 * self.amax * room) * (1.0 - 1e-6), 2.0 * room / _MIN_BRAKE_TIME)
+        cap = np.minimum(self.vmax, stoppable)
+        clamped = np.clip(v0, -cap, cap)
+        excess = np.abs(v0 - clamped)
+        if float(np.max(excess, initial=0.0)) > 1e-9 * float(np.max(self.vmax)):
+            worst = int(np.argmax(excess))
+            why = "velocity limit" if cap[worst] == self.vmax[worst] else "speed that can stop before the limit"
+            notes.append(f"start velocity clamped to the {why} ({self.profile.joint_names[worst]} worst)")
+        return clamped
+
     # ------------------------------------------------------------------------------------------ holding
 
     def hold_plan(self, now: float) -> TrajectoryPlan | None:
@@ -152,7 +174,7 @@ class AdapterCore:
             return None
         assert self.plan is not None
         q, v = self.plan.sample(now)
-        v = np.clip(v, -self.vmax, self.vmax)
+        v = self._start_velocity(q, v, [])
         t_stop = max(_MIN_STOP_TIME, float(np.max(np.abs(v) / self.amax)) * 1.5)
         stop = np.clip(q + v * t_stop / 2.0, self.lower, self.upper)
         times, velocities = parameterize(q, v, stop[None, :], np.array([t_stop]), self.vmax, self.amax)

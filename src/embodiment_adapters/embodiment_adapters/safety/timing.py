@@ -103,7 +103,10 @@ def parameterize(
     start state (``q0``, ``v0``) respects ``vmax``/``amax`` [J]; returns (times [N], velocities [N, J]).
 
     ``first_segment_velocity_scale`` < 1 makes the approach to the first point slow (the "ramp" for a first point
-    far from the current state). ``v0`` is clipped to the velocity limit (it is the robot's own state).
+    far from the current state), but never below ``|v0|``: the segment starts at ``v0`` and may only slow down.
+    ``v0`` must be within ``vmax`` (the planner clamps it first); every segment, the first included, then stays
+    within ``vmax``. That always converges: as a segment lengthens its end slopes shrink towards zero, and the
+    cubic from ``v0`` towards a resting end peaks at ``|v0|`` itself (at t = 0).
     """
     if points.ndim != 2 or len(points) == 0 or len(times) != len(points):
         raise ChunkRejected("internal: no waypoints to time-parameterise")
@@ -112,10 +115,12 @@ def parameterize(
     durations = np.diff(np.concatenate([[0.0], times]))
     if np.any(durations <= 0.0):
         raise ChunkRejected("waypoint times are not strictly increasing")
-    # The start velocity is the robot's; keep it strictly inside the limit so stretching can always converge.
-    v0 = np.clip(v0, -0.99 * vmax, 0.99 * vmax)
+    if np.any(np.abs(v0) > vmax):
+        # Modelling a different start than the controller's would hide an overshoot: the caller clamps v0.
+        raise ChunkRejected("internal: start velocity above the velocity limit (clamp it before planning)")
     seg_vmax = np.tile(vmax, (len(points), 1))
-    seg_vmax[0] = np.maximum(seg_vmax[0] * first_segment_velocity_scale, np.abs(v0) / 0.99)
+    # The ramp cap on segment 0 is lifted to |v0| (<= vmax): it can slow down from there, not jump below it.
+    seg_vmax[0] = np.maximum(seg_vmax[0] * first_segment_velocity_scale, np.abs(v0))
     for attempt in range(_MAX_PASSES):
         vel = point_velocities(q0, points, durations, final_velocity_zero)
         peak_v, peak_a = segment_peaks(q0, v0, points, vel, durations)
