@@ -7,7 +7,13 @@
    N sessions after one warm-up session; the session mean is compared with the official number.
 2. KV cache vs recomputing the whole context at the 4th chunk (per denoising DiT evaluation).
 3. DiT evaluations and time per chunk for 16-step, step-skipped (default) and 1-step modes.
-4. Achieved GFLOP/s of one denoising DiT forward (FLOPs from torch's FlopCounterMode).
+4. Achieved GFLOP/s of one denoising DiT forward (FLOPs from torch's FlopCounterMode, counted with the plain ATen
+   matmuls because it does not see oneDNN's linear).
+
+The machine is shared: every line carries the 1-minute load average (os.getloadavg) at the time it was printed;
+numbers taken at a load above the core count are unreliable. With other processes on the cores, OpenMP's default
+spin-waiting makes 2-thread runs 5-10x slower (threads spin at every barrier while their partner is descheduled);
+on a shared machine run with OMP_WAIT_POLICY=PASSIVE (printed in the header).
 
 Usage: python bench/bench_model.py [--configs tiny small droid-tokens] [--sessions 5] [--threads 2]
 GPU (when available): python bench/bench_model.py --device cuda --dtype bfloat16 --configs dreamzero-14b dreamzero-5b
@@ -16,18 +22,22 @@ GPU (when available): python bench/bench_model.py --device cuda --dtype bfloat16
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "dreamzero_policy"))
 
 from dreamzero_policy.model.configuration_dreamzero import DreamZeroConfig, get_preset
 from dreamzero_policy.model.inference import WorldActionModel
+from dreamzero_policy.model.kernels import use_onednn
 from dreamzero_policy.model.modeling_dreamzero import DreamZeroDiT
 
 # Official implementation, CPU float32, 2 threads: mean per call over a session (ms).
@@ -74,6 +84,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _load() -> str:
+    return f"(load {os.getloadavg()[0]:.2f})"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def per_call(dit: DreamZeroDiT, cfg: DreamZeroConfig, sessions: int, device: str, dtype: torch.dtype) -> None:
     wam = new_session(dit, cfg, device, dtype)
     run_session(wam, cfg)  # warm-up session
@@ -83,7 +108,7 @@ def per_call(dit: DreamZeroDiT, cfg: DreamZeroConfig, sessions: int, device: str
     off = OFFICIAL_MS.get(cfg.name)
     ratio = f"  official {off:7.0f} ms  speed-up {off / mean:5.2f}x" if off and device == "cpu" else ""
     print(f"[{cfg.name}] per call (median of {sessions} sessions), ms: "
-          + " ".join(f"{m:8.1f}" for m in medians) + f"  | session mean {mean:8.1f}{ratio}")
+          + " ".join(f"{m:8.1f}" for m in medians) + f"  | session mean {mean:8.1f}{ratio}  {_load()}")
 
 
 def kv_vs_recompute(dit: DreamZeroDiT, cfg: DreamZeroConfig, device: str, dtype: torch.dtype, reps: int) -> None:
@@ -103,7 +128,7 @@ def kv_vs_recompute(dit: DreamZeroDiT, cfg: DreamZeroConfig, device: str, dtype:
         for s, n in ((0, 1), (1, 2), (3, 2), (5, 2)):
             z = lat[:, :, s:s + n].expand(2, -1, -1, -1, -1)
             dit.forward_cached(z, torch.zeros(2, n, device=device), wam._cross, cache, s, y=wam._y_slice(s, n),
-                               update_cache=True)
+                               update_cache=True, need_output=False)
         return cache
 
     def denoise(cache) -> None:
@@ -113,12 +138,14 @@ def kv_vs_recompute(dit: DreamZeroDiT, cfg: DreamZeroConfig, device: str, dtype:
         cache = build()
         cached = _timeit(lambda: denoise(cache), device, reps)
         recompute = _timeit(lambda: denoise(build()), device, reps)
-        with FlopCounterMode(display=False) as fc:
+        # FlopCounterMode sees neither oneDNN's linear nor the CPU flash-attention kernel: count with the plain
+        # ATen matmul and the math SDPA backend (the same FLOPs)
+        with use_onednn(False), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as fc:
             denoise(cache)
     flops = fc.get_total_flops()
     print(f"[{cfg.name}] 4th-chunk DiT eval: cached {cached * 1e3:8.1f} ms, recompute context "
           f"{recompute * 1e3:8.1f} ms -> KV cache speed-up {recompute / cached:5.2f}x; "
-          f"{flops / 1e9:8.2f} GFLOP/eval (cond+neg) -> {flops / cached / 1e9:8.1f} GFLOP/s")
+          f"{flops / 1e9:8.2f} GFLOP/eval (cond+neg) -> {flops / cached / 1e9:8.1f} GFLOP/s  {_load()}")
 
 
 def _timeit(fn, device: str, reps: int) -> float:
@@ -147,7 +174,7 @@ def modes(dit: DreamZeroDiT, cfg: DreamZeroConfig, device: str, dtype: torch.dty
             times.append(time.perf_counter() - t0)
             evals = res.dit_evaluations
         print(f"[{cfg.name}] {label:13s}: {evals:2d} DiT evaluations (x2 CFG rows), "
-              f"{statistics.median(times[1:]) * 1e3:8.1f} ms per chunk (denoising only)")
+              f"{statistics.median(times[1:]) * 1e3:8.1f} ms per chunk (denoising only)  {_load()}")
 
 
 def main() -> int:
@@ -160,7 +187,9 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    print(f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, threads {args.threads}")
+    print(f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, threads {args.threads}, "
+          f"CPU {_cpu_name()} x{os.cpu_count()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')} "
+          f"{_load()}")
     if args.device.startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name(0)}")
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -11,12 +11,14 @@ a build without oneDNN) this is plain ``F.linear``.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["linear", "onednn_available"]
+__all__ = ["linear", "onednn_available", "use_onednn"]
 
 _OPS = getattr(torch.ops, "mkldnn", None)
 _LINEAR = getattr(_OPS, "_linear_pointwise", None)
@@ -28,6 +30,22 @@ def onednn_available() -> bool:
 
 
 _ENABLED = onednn_available()
+
+
+@contextlib.contextmanager
+def use_onednn(enabled: bool) -> Iterator[None]:
+    """Temporarily route (or stop routing) CPU inference linears through oneDNN, e.g. to count FLOPs with
+    ``FlopCounterMode``, which only sees ATen matmuls."""
+    global _ENABLED
+    before = _ENABLED
+    _ENABLED = enabled and onednn_available()
+    try:
+        yield
+    finally:
+        _ENABLED = before
+
+# Below this many multiply-adds oneDNN's per-call overhead (~30 us) outweighs its faster kernel (the `tiny` preset)
+_MIN_MACS = 1 << 22
 # id(weight) -> (weak ref to the weight, its version when packed, packed copy); entries die with their weight
 _PACKED: dict[int, tuple[weakref.ref, int, torch.Tensor]] = {}
 
@@ -47,9 +65,10 @@ def _packed(weight: torch.Tensor, rows: int) -> torch.Tensor:
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu_tanh: bool = False) -> torch.Tensor:
     """x [..., in] @ weight[out, in]^T + bias [out], optionally followed by tanh-approximated GELU."""
-    if (_ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and not torch.is_grad_enabled()):
-        w = _packed(weight, x.numel() // max(x.shape[-1], 1))
+    rows = x.numel() // max(x.shape[-1], 1)
+    if (_ENABLED and rows * weight.numel() >= _MIN_MACS and x.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and not torch.is_grad_enabled()):
+        w = _packed(weight, rows)
         if gelu_tanh:
             return _LINEAR(x, w, bias, "gelu", [], "tanh")
         return _LINEAR(x, w, bias, "none", [], "")

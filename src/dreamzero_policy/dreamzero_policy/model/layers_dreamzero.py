@@ -18,6 +18,7 @@ from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.models.normalization import FP32LayerNorm
 from diffusers.models.transformers.transformer_wan import WanAttention
 from torch import nn
+from torch.nn.modules import module as nn_module
 
 from .kernels import linear
 
@@ -167,7 +168,7 @@ def gated_add(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, groups: Grou
     return x + torch.cat(parts, dim=1)
 
 
-# Self-attention over a KV-cache buffer: (keys, values) token-major [B, capacity, H, Dh], the first key
+# Self-attention over a KV-cache buffer: (keys, values) head-major [B, H, capacity, Dh], the first key
 # attended (``attn_start``) and where this pass's keys/values are written (``write_at``).
 CacheSlot = tuple[torch.Tensor, torch.Tensor, int, int]
 
@@ -230,7 +231,7 @@ class CausalWanBlock(nn.Module):
         a = self.attn1
         # one [dim -> 3*dim] matmul instead of three: fewer passes over hs and better GEMM efficiency on CPU;
         # on GPU the separate projections are as fast and the fused copy would cost memory
-        if torch.is_grad_enabled() or hs.device.type != "cpu":
+        if torch.is_grad_enabled() or hs.device.type != "cpu" or not _plain(a.to_q, a.to_k, a.to_v):
             return (None if kv_only else a.to_q(hs)), a.to_k(hs), a.to_v(hs)
         w, b, w_kv, b_kv = self._fused_weights()
         d = w_kv.shape[0] // 2
@@ -250,6 +251,7 @@ class CausalWanBlock(nn.Module):
         attn_mask: torch.Tensor | None = None,
         cache: CacheSlot | None = None,
         kv_only: bool = False,
+        rows_identical: bool = False,
     ) -> torch.Tensor:
         """Args:
             x: tokens [B, L, dim] (updated in place outside autograd); e0: per-group modulation [B, G, 6, dim]
@@ -262,6 +264,9 @@ class CausalWanBlock(nn.Module):
                 inference: cached frames in the window ++ new video ++ new action/state tokens).
             kv_only: write this layer's keys/values and stop (the last layer of a cache-write pass, whose
                 output nobody reads).
+            rows_identical: every row of ``x``/``e0`` and of the cached keys/values is the same (the first
+                layer of a cond/neg CFG batch, before cross-attention makes the rows differ): the
+                self-attention is computed once on row 0 and broadcast.
 
         Returns:
             x after the block (or unchanged with ``kv_only``).
@@ -270,22 +275,24 @@ class CausalWanBlock(nn.Module):
 
         # 1. self-attention (q/k RMS-normalised over the full width before the head split, as in Wan)
         a, h = self.attn1, self.num_heads
-        hs = modulate(self.norm1(x), 1 + scale_msa, shift_msa, groups)
+        r = 1 if rows_identical and cache is not None else x.shape[0]  # rows that need their own attention
+        hs = modulate(self.norm1(x[:r]), 1 + scale_msa[:r], shift_msa[:r], groups)
         q, k, v = self._project_qkv(hs, kv_only and cache is not None)
         k = apply_rope(a.norm_k(k).unflatten(-1, (h, -1)), rope)
         v = v.unflatten(-1, (h, -1))
         if cache is not None:
             kbuf, vbuf, start, at = cache
             end = at + x.shape[1]
-            kbuf[:, at:end].copy_(k)
-            vbuf[:, at:end].copy_(v)
+            kbuf[:, :, at:end].copy_(k.transpose(1, 2))  # a single row broadcasts to every row
+            vbuf[:, :, at:end].copy_(v.transpose(1, 2))
             if kv_only:
                 return x
-            k, v = kbuf[:, start:end], vbuf[:, start:end]
+            k, v = kbuf[:r, :, start:end], vbuf[:r, :, start:end]
+        else:
+            k, v = k.transpose(1, 2), v.transpose(1, 2)
         assert q is not None
         q = apply_rope(a.norm_q(q).unflatten(-1, (h, -1)), rope)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                             attn_mask=attn_mask)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=attn_mask)
         x = gated_add(x, _lin(a.to_out[0], out.transpose(1, 2).flatten(2)), gate_msa, groups)
 
         # 2. cross-attention: text and image attentions summed, no gate, no mask, no RoPE
@@ -302,11 +309,25 @@ class CausalWanBlock(nn.Module):
         # 3. feed-forward
         hs = modulate(self.norm3(x), 1 + c_scale, c_shift, groups)
         ff = self.ffn.net  # [GELU(proj, tanh), Dropout(0), Linear]: the GELU fused into the first GEMM
-        return gated_add(x, _lin(ff[2], linear(hs, ff[0].proj.weight, ff[0].proj.bias, gelu_tanh=True)), c_gate, groups)
+        if _plain(ff[0].proj) and not (ff[0]._forward_hooks or ff[0]._forward_pre_hooks):
+            hidden = linear(hs, ff[0].proj.weight, ff[0].proj.bias, gelu_tanh=True)
+        else:
+            hidden = ff[1](ff[0](hs))
+        return gated_add(x, _lin(ff[2], hidden), c_gate, groups)
 
 
-def _lin(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    return linear(x, layer.weight, layer.bias)
+def _plain(*layers: nn.Module) -> bool:
+    """True when every layer is a bare ``nn.Linear`` without hooks, so calling the kernel on its weights is
+    exactly calling the module (a PEFT/LoRA wrapper or a forward hook must run through the module)."""
+    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+        return False
+    return all(type(m) is nn.Linear and not m._forward_hooks and not m._forward_pre_hooks for m in layers)
+
+
+def _lin(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if not _plain(layer):
+        return layer(x)
+    return linear(x, layer.weight, layer.bias)  # type: ignore[arg-type]
 
 
 def _shared_context_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

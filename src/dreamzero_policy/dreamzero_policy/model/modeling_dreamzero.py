@@ -166,6 +166,14 @@ class DreamZeroDiT(nn.Module):
         hit = self._rope_cache.get(key)
         if hit is not None:
             return hit
+        with torch.inference_mode(False):  # a normal tensor: the table is reused by training (autograd) too
+            out = self._rope_table(start_frame, num_frames, first_block, num_blocks, device)
+        self._rope_cache[key] = out
+        return out
+
+    def _rope_table(
+        self, start_frame: int, num_frames: int, first_block: int, num_blocks: int, device: torch.device
+    ) -> torch.Tensor:
         cfg = self.config
         dt, dh, dw = cfg.rope_split
         hp, wp = cfg.latent_height // cfg.patch_size[1], cfg.latent_width // cfg.patch_size[2]
@@ -185,9 +193,7 @@ class DreamZeroDiT(nn.Module):
                 cos.append(pc)
                 sin.append(ps)
         # cos/sin are repeat-interleaved over each channel pair: keep one entry per pair as a complex phasor
-        out = torch.complex(torch.cat(cos)[:, ::2], torch.cat(sin)[:, ::2]).to(torch.complex64).to(device)
-        self._rope_cache[key] = out
-        return out
+        return torch.complex(torch.cat(cos)[:, ::2], torch.cat(sin)[:, ::2]).to(torch.complex64).to(device)
 
     # --- outputs -----------------------------------------------------------------------------------
 
@@ -275,7 +281,8 @@ class DreamZeroDiT(nn.Module):
         mkey = (nb, self_only, str(x.device))
         mask = self._mask_cache.get(mkey)
         if mask is None:
-            mask = self._mask_cache[mkey] = teacher_forcing_mask(cfg, nb, self_only).to(x.device)
+            with torch.inference_mode(False):
+                mask = self._mask_cache[mkey] = teacher_forcing_mask(cfg, nb, self_only).to(x.device)
         for blk, ckv in zip(self.blocks, cross, strict=True):
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 tokens = checkpoint(lambda t, m=blk, c=ckv: m(t, e0, groups, rope, c, attn_mask=mask), tokens,
@@ -361,14 +368,29 @@ class DreamZeroDiT(nn.Module):
         window = cfg.max_attention_tokens
         first = max(cache.start, cache.end + nv - window) if window > 0 else cache.start
         skip_last = update_cache and not need_output
+        # cond and negative rows fed the same frames (CFG): until the first cross-attention they are identical,
+        # so layer 0's self-attention (and its cached keys/values) is computed for one row only
+        same_rows = b > 1 and _rows_identical(x, y, timestep, action, timestep_action, state)
         for i, (blk, ckv) in enumerate(zip(self.blocks, cross, strict=True)):
             kbuf, vbuf = cache.layer(i)
             tokens = blk(tokens, e0, groups, rope, ckv, cache=(kbuf, vbuf, first, cache.end),
-                         kv_only=skip_last and i == len(self.blocks) - 1)
+                         kv_only=skip_last and i == len(self.blocks) - 1,
+                         rows_identical=i == 0 and same_rows and cache.first_layer_rows_identical)
         if update_cache:
             cache.start, cache.end = first, cache.end + nv
+            cache.first_layer_rows_identical &= b == 1 or same_rows
         if not need_output:
             return None, None
         video = self.video_head(tokens[:, :nv], e_vid, frames)
         act = self.action_decoder(tokens[:, nv:nv + cfg.num_action_per_block]) if nb else None
         return video, act
+
+
+def _rows_identical(*tensors: torch.Tensor | None) -> bool:
+    """True when every given tensor's rows equal its first row (an ``expand``ed batch is checked for free)."""
+    for t in tensors:
+        if t is None or t.shape[0] == 1 or t.stride(0) == 0:
+            continue
+        if not torch.equal(t, t[:1].expand_as(t)):
+            return False
+    return True
