@@ -83,3 +83,13 @@ def test_record_command_uses_mcap_with_zstd() -> None:
     assert "zstd" in cmd[cmd.index("--storage-preset-profile") + 1]
     assert set(RECORD_TOPICS) <= set(cmd)
     assert "/joint_states" in cmd and "/dreamzero/action_chunk" in cmd
+
+
+@pytest.mark.parametrize("robot", sorted(p.stem for p in (CONFIG / "robots").glob("*.yaml")))
+def test_bringup_gives_a_valid_node_list_for_every_robot_profile(robot: str) -> None:
+    specs = bringup_nodes(robot, "droid", backend="websocket", config=CONFIG)
+    assert [s.executable for s in specs] == ["policy_node", "adapter_node"]
+    assert specs[1].parameters == {"robot": robot}
+    for spec in specs:
+        assert spec.ros_arguments()[:3] == ["--ros-args", "-r", f"__node:={spec.name}"]
+        assert all(p.is_file() for p in spec.parameter_files)
