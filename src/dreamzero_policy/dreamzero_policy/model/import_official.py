@@ -271,18 +271,22 @@ def _strip_hydra(node: Any, path: str, ignored: list[str]) -> Any:
     return node
 
 
+def _read_json(data_or_path: str | Path | Mapping[str, Any], what: str) -> Any:
+    """A JSON file's content (or a mapping given directly), as data only."""
+    if isinstance(data_or_path, Mapping):
+        return dict(data_or_path)
+    try:
+        return json.loads(Path(data_or_path).read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{data_or_path}: unreadable {what} ({exc})") from None
+
+
 def read_official_config(data_or_path: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """``config.json`` as plain data with every Hydra instantiation key (``_target_`` etc.) removed.
 
     Returns (config, JSON paths of the removed keys). Nothing named in the config is imported or executed.
     """
-    if isinstance(data_or_path, Mapping):
-        data: Any = dict(data_or_path)
-    else:
-        try:
-            data = json.loads(Path(data_or_path).read_text())
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{data_or_path}: unreadable config ({exc})") from None
+    data = _read_json(data_or_path, "config")
     if not isinstance(data, dict):
         raise CheckpointError(f"official config must be a JSON object, got {type(data).__name__}")
     ignored: list[str] = []
@@ -345,13 +349,7 @@ def _group(table: Any, where: str) -> dict[str, dict[str, np.ndarray]]:
 def parse_official_metadata(data_or_path: str | Path | Mapping[str, Any]) -> dict[str, EmbodimentStats]:
     """``experiment_cfg/metadata.json`` -> {embodiment tag: stats}. Layout: ``{tag: {"statistics": {"state"|"action":
     {key: {"q01": [...], ...}}}, "modalities": {...}}}``. Parsed as JSON data only."""
-    if isinstance(data_or_path, Mapping):
-        data: Any = dict(data_or_path)
-    else:
-        try:
-            data = json.loads(Path(data_or_path).read_text())
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{data_or_path}: unreadable metadata ({exc})") from None
+    data = _read_json(data_or_path, "metadata")
     if not isinstance(data, dict) or not data:
         raise CheckpointError("metadata must be a non-empty JSON object keyed by embodiment tag")
     out: dict[str, EmbodimentStats] = {}
