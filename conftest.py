@@ -53,30 +53,55 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 class RosHarness:
     """Real rclpy context + MultiThreadedExecutor spinning in a background thread."""
 
+    _instances = 0
+
     def __init__(self) -> None:
         import rclpy
         from rclpy.executors import MultiThreadedExecutor
 
         self._rclpy = rclpy
         self.context = rclpy.Context()
-        domain = int(os.environ.get("ROS_DOMAIN_ID", "42"))
-        rclpy.init(context=self.context, domain_id=domain)
+        # A fresh DDS domain per test: participants of an earlier test that the middleware has not torn
+        # down yet cannot leak messages into this one. Subprocesses started by the test inherit it.
+        RosHarness._instances += 1
+        base = int(os.environ.get("ROS_DOMAIN_ID", "42"))
+        self._saved_domain = os.environ.get("ROS_DOMAIN_ID")
+        self.domain_id = 1 + (base + RosHarness._instances) % 101
+        os.environ["ROS_DOMAIN_ID"] = str(self.domain_id)
+        rclpy.init(context=self.context, domain_id=self.domain_id)
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self.nodes: list[Any] = []
+        self._isolated: list[tuple[Any, threading.Thread]] = []
         self._thread = threading.Thread(target=self._spin, name="ros-test-executor", daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        with contextlib.suppress(ExternalShutdownException):
-            self.executor.spin()
+        self._spin_executor(self.executor)
 
     def add(self, node: Any) -> Any:
         """Register a node with the executor (and for teardown); returns it."""
         self.nodes.append(node)
         self.executor.add_node(node)
         return node
+
+    def add_isolated(self, node: Any) -> Any:
+        """Spin ``node`` on its own SingleThreadedExecutor thread, as its console script does."""
+        from rclpy.executors import SingleThreadedExecutor
+
+        executor = SingleThreadedExecutor(context=self.context)
+        executor.add_node(node)
+        thread = threading.Thread(target=self._spin_executor, args=(executor,), daemon=True)
+        thread.start()
+        self._isolated.append((executor, thread))
+        self.nodes.append(node)
+        return node
+
+    @staticmethod
+    def _spin_executor(executor: Any) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        with contextlib.suppress(ExternalShutdownException):
+            executor.spin()
 
     def node(self, name: str, **kwargs: Any) -> Any:
         """Create a plain test peer node in this harness's context."""
@@ -95,12 +120,19 @@ class RosHarness:
         pytest.fail(f"timed out after {timeout:.1f} s waiting for {what}")
 
     def close(self) -> None:
+        for executor, thread in self._isolated:
+            executor.shutdown(timeout_sec=5.0)
+            thread.join(timeout=5.0)
         self.executor.shutdown(timeout_sec=5.0)
         self._thread.join(timeout=5.0)
         for node in self.nodes:
             node.destroy_node()
         if self.context.ok():
             self._rclpy.shutdown(context=self.context)
+        if self._saved_domain is None:
+            os.environ.pop("ROS_DOMAIN_ID", None)
+        else:
+            os.environ["ROS_DOMAIN_ID"] = self._saved_domain
 
 
 @pytest.fixture

@@ -88,10 +88,16 @@ def motion(steps: int = 24, amplitude: float = 0.2) -> np.ndarray:
 
 def start(ros, robot: str, **overrides) -> tuple[AdapterNode, ControllerPeer]:
     params = [Parameter("robot", value=robot), *(Parameter(k, value=v) for k, v in overrides.items())]
-    adapter = ros.add(AdapterNode(context=ros.context, parameter_overrides=params))
+    # its own single-threaded executor, exactly as `adapter_node` runs it
+    adapter = ros.add_isolated(AdapterNode(context=ros.context, parameter_overrides=params))
     peer = ControllerPeer(ros, robot)
     ros.wait_for(lambda: adapter.core.measured is not None, 5.0, "adapter to receive joint states")
     ros.wait_for(lambda: peer.chunk_pub.get_subscription_count() > 0, 5.0, "chunk subscription")
+    # the controller side must be matched too, or the first trajectory is published to nobody
+    traj_topic = peer.profile.controllers[0].topic
+    ros.wait_for(lambda: peer.node.count_publishers(traj_topic) > 0, 5.0, "trajectory publisher discovery")
+    ros.wait_for(lambda: peer.estop_pub.get_subscription_count() > 0, 5.0, "e-stop subscription")
+    ros.wait_for(lambda: peer.node.count_publishers("/adapter_node/status") > 0, 5.0, "status publisher")
     return adapter, peer
 
 

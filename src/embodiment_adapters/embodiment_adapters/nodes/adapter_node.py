@@ -164,16 +164,17 @@ class AdapterNode(Node):
     def _on_estop(self, msg: Bool) -> None:
         if msg.data and not self.estopped:
             self.estopped, self.enabled = True, False
+            self._set(_ERROR, "e-stop latched")
             self._hold("e-stop")
-            self._set(_ERROR, "e-stop latched", publish=True)
+            self._publish_status()
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         if request.data and self.estopped:
             response.success, response.message = False, "e-stop latched: call ~/reset_e_stop first"
             return response
-        if not request.data and self.enabled:
+        was_enabled, self.enabled = self.enabled, bool(request.data)
+        if was_enabled and not self.enabled:
             self._hold("disabled")
-        self.enabled = bool(request.data)
         if self.enabled:
             for gate in self.gates.values():
                 gate.reset()
@@ -195,8 +196,10 @@ class AdapterNode(Node):
         reason = self.watchdog.check(now, moving)
         already_holding = self.core.plan is not None and self.core.plan.notes == ("hold",)
         if reason is not None and moving and not already_holding:
+            # state first, so anyone who sees the hold trajectory also sees why
+            self._set(_ERROR, f"watchdog: {reason}")
             self._hold(reason)
-            self._set(_ERROR, f"watchdog: {reason}", publish=True)
+            self._publish_status()
         cmd = self.core.commanded(now)
         if cmd is not None:
             self.commanded_pub.publish(converters.commanded_state(
