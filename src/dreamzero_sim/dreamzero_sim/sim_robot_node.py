@@ -290,6 +290,11 @@ def main(args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C while the node is still being built: rclpy's signal handler shuts the context down and
+        # the next rcl call fails ("context is not valid"). That is a clean stop, anything else is not.
+        if rclpy.ok():
+            raise
     finally:
         executor.shutdown()
         if node is not None:
