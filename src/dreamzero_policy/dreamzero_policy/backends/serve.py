@@ -48,6 +48,7 @@ class PolicyServer:
         self.host = host
         self.port = int(self._server.socket.getsockname()[1])
         self._thread: threading.Thread | None = None
+        self._open: set[websockets.sync.server.ServerConnection] = set()
 
     def start(self) -> PolicyServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="dreamzero-serve", daemon=True)
@@ -59,12 +60,23 @@ class PolicyServer:
 
     def stop(self) -> None:
         self._server.shutdown()
+        # shutdown() only closes the listening socket: close live connections too, or their handler
+        # threads keep the process alive while a client stays connected.
+        for conn in list(self._open):
+            conn.close(1001, "server shutting down")
         if self._thread is not None:
             self._thread.join(5.0)
 
     # ------------------------------------------------------------------ per connection
 
     def _handle(self, conn: websockets.sync.server.ServerConnection) -> None:
+        self._open.add(conn)
+        try:
+            self._serve_connection(conn)
+        finally:
+            self._open.discard(conn)
+
+    def _serve_connection(self, conn: websockets.sync.server.ServerConnection) -> None:
         conn_session = f"conn-{next(self._ids)}"
         conn.send(pack(self.config))
         while True:
