@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if args.port_file is not None:
         args.port_file.write_text(str(server.port))
     print(f"dreamzero serve: {backend.metadata()['model_id']} on ws://{args.host}:{server.port}", flush=True)
+    _stop_on_signals()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -182,3 +184,15 @@ def run(args: argparse.Namespace) -> int:
         server.stop()
         backend.close()
     return 0
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the server cleanly, even when started as a background job (which
+    inherits SIGINT as ignored, so Python would never raise KeyboardInterrupt)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _raise_interrupt)
+        signal.signal(signal.SIGTERM, _raise_interrupt)
