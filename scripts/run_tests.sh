@@ -5,22 +5,8 @@
 #   - with a test-specific ROS_DOMAIN_ID.
 # Usage: scripts/run_tests.sh [pytest args...]     (default: the whole suite)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-VENV="${DREAMZERO_VENV:-$ROOT/.venv}"
-[[ -x "$VENV/bin/python" && -f install/setup.bash ]] || { echo "ERROR: workspace not set up; run 'make setup' first" >&2; exit 2; }
-
-# shellcheck disable=SC1091
-source "$VENV/bin/activate"
-if [[ -n "${ROS_DISTRO:-}" && -f "/opt/ros/${ROS_DISTRO}/setup.bash" ]]; then
-  # shellcheck disable=SC1090
-  source "/opt/ros/${ROS_DISTRO}/setup.bash"
-fi
-# colcon's setup scripts read unset variables
-set +u
-# shellcheck disable=SC1091
-source install/setup.bash
-set -u
+# shellcheck source=scripts/workspace_env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/workspace_env.sh"
 
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 90) + 10 ))}"
 export PYTHONDONTWRITEBYTECODE=1
