@@ -278,8 +278,11 @@ def _check(report: dict[str, Any]) -> list[str]:
     elif max(report["motion_rad"].values(), default=0.0) < 1e-3:
         out.append("ERROR [episode]: chunks were accepted but the arm did not move (see the sim and adapter logs)")
     if report["limit_violations"]["total"] != 0:
-        out.append(f"ERROR [limits]: {report['limit_violations']['total']} joint limit violations "
-                   "(see limit_violations in report.json)")
+        lim = report["limit_violations"]
+        where = ", ".join(f"{joint} {kind} x{n}" for joint, counts in lim["per_joint"].items()
+                          for kind, n in counts.items() if n)
+        out.append(f"ERROR [limits]: {lim['total']} joint limit violations ({where}; worst position excess "
+                   f"{lim.get('max_position_excess_rad', 0.0):.4f} rad; see limit_violations in report.json)")
     return out
 
 

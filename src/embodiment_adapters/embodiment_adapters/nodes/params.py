@@ -26,7 +26,8 @@ _SPEC: dict[str, tuple[object, str, tuple[float, float] | None]] = {
     "ramp_velocity_scale": (0.25, "fraction of the velocity limits used for a ramp", (0.01, 1.0)),
     "velocity_scale": (1.0, "fraction of the profile velocity limits the adapter may use", (0.01, 1.0)),
     "acceleration_scale": (1.0, "fraction of the profile acceleration limits the adapter may use", (0.01, 1.0)),
-    "position_margin": (0.0, "rad: targets are clamped this far inside the position limits", (0.0, 0.5)),
+    "position_margin": (0.02, "rad: targets are clamped this far inside the position limits (room for tracking "
+                        "overshoot)", (0.0, 0.5)),
     "max_stamp_skew": (0.5, "s: chunks stamped further in the future are rejected", (0.0, 10.0)),
     "allow_nonzero_final_velocity": (False, "keep the last point's velocity (controller must allow it)", None),
     "chunk_timeout": (1.5, "s without a new chunk while moving -> hold", (0.01, 60.0)),

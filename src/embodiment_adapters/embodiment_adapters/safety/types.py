@@ -64,7 +64,8 @@ class SafetyConfig:
     start_tolerance: max |first target - start| (rad) accepted without ramp/refuse.
     start_policy: "ramp" (approach slowly, ``ramp_velocity_scale`` of the limits) or "refuse".
     velocity_scale / acceleration_scale: fraction of the profile limits the plan may use.
-    position_margin: clamp targets this far inside the position limits.
+    position_margin: clamp targets this far inside the position limits: a controller tracking a target at the
+        limit overshoots it a little (servo lag, gravity, a late trajectory), so the target must leave room.
     max_stamp_skew: chunks stamped further than this in the future are rejected.
     """
 
@@ -79,7 +80,7 @@ class SafetyConfig:
     ramp_velocity_scale: float = 0.25
     velocity_scale: float = 1.0
     acceleration_scale: float = 1.0
-    position_margin: float = 0.0
+    position_margin: float = 0.02
     max_stamp_skew: float = 0.5
     allow_nonzero_final_velocity: bool = False
 
