@@ -153,7 +153,11 @@ def _report(received: int, accepted: int | None, motion: float, violations: int 
     return {"run": {"realtime_factor": rtf},
             "chunks": {"received": received, "accepted_by_adapter": accepted, "horizon_s": 1.6,
                        "latency_s": {"mean": latency}},
-            "motion_rad": {"panda_joint1": motion}, "limit_violations": {"total": violations}}
+            "motion_rad": {"panda_joint1": motion},
+            "limit_violations": {"total": violations, "max_position_excess_rad": 0.0012 if violations else 0.0,
+                                 "per_joint": {"panda_joint1": {"position_measured": 0, "position_commanded": 0},
+                                               "panda_joint4": {"position_measured": violations,
+                                                                "position_commanded": 0}}}}
 
 
 def test_verdicts_name_what_went_wrong() -> None:
@@ -165,4 +169,6 @@ def test_verdicts_name_what_went_wrong() -> None:
     # 6 s of compute at factor 0.2 is 1.2 s of sim time: inside the 1.6 s chunk, so not the explanation.
     assert "see the adapter log" in demo._check(_report(4, 0, 0.0, latency=6.0, rtf=0.2))[0]
     assert "did not move" in demo._check(_report(5, 5, 0.0))[0]
-    assert "3 joint limit violations" in demo._check(_report(10, 8, 0.4, violations=3))[0]
+    limits = demo._check(_report(10, 8, 0.4, violations=3))[0]
+    assert "3 joint limit violations (panda_joint4 position_measured x3; worst position excess 0.0012 rad" in limits
+    assert "panda_joint1" not in limits
