@@ -26,11 +26,11 @@ from __future__ import annotations
 import threading
 import time
 
-import rclpy
+from embodiment_adapters.nodes.process import run_node
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock as RclClock
 from rclpy.clock import ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
@@ -274,34 +274,13 @@ class SimRobotNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``sim_robot_node``. Ctrl-C exits 0 (from the start of this function on).
+    """Console script ``sim_robot_node``; Ctrl-C / SIGTERM exit 0, also during start-up.
 
-    Shutdown order (environment.md 3.3): executor, node (joins the render thread first), context.
-    rclpy 7.1 (Jazzy wheels) has no context-manager form of init(); shut down by hand, in order.
+    Stopping (embodiment_adapters.nodes.process): executor, node (joins the render thread first), context.
     """
     transport = configure_camera_transport()  # before the DDS participant exists
-    rclpy.init(args=args)
-    node: SimRobotNode | None = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = SimRobotNode()
-        node.get_logger().info(transport)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        # Ctrl-C while the node is still being built: rclpy's signal handler shuts the context down and
-        # the next rcl call fails ("context is not valid"). That is a clean stop, anything else is not.
-        if rclpy.ok():
-            raise
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(SimRobotNode, SingleThreadedExecutor, args,
+                    on_started=lambda node: node.get_logger().info(transport))
 
 
 if __name__ == "__main__":

@@ -80,8 +80,9 @@ def _start() -> tuple[subprocess.Popen[str], list[str]]:
     return proc, lines
 
 
-@pytest.mark.parametrize("run_s", [0.0, 0.05, 1.0])
-def test_sigint_exits_cleanly_while_executing_chunks(ros, run_s: float):
+@pytest.mark.parametrize(("sig", "run_s"), [(signal.SIGINT, 0.0), (signal.SIGINT, 0.05), (signal.SIGINT, 1.0),
+                                           (signal.SIGTERM, 0.05)])  # ros2 launch escalates to SIGTERM
+def test_sigint_exits_cleanly_while_executing_chunks(ros, sig: signal.Signals, run_s: float):
     assert SCRIPT.is_file(), f"{SCRIPT} missing: run 'make build'"
     traffic = Traffic(ros)
     proc, lines = _start()
@@ -90,7 +91,7 @@ def test_sigint_exits_cleanly_while_executing_chunks(ros, run_s: float):
                      "the adapter to execute a chunk")
         assert proc.poll() is None, "".join(lines)
         time.sleep(run_s)  # SIGINT at once, or while watchdog, status and chunk callbacks keep running
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         rc = proc.wait(timeout=30.0)
     finally:
         if proc.poll() is None:
@@ -98,5 +99,5 @@ def test_sigint_exits_cleanly_while_executing_chunks(ros, run_s: float):
             proc.wait()
     time.sleep(0.1)  # let the reader drain the pipe
     out = "".join(lines)
-    assert rc == 0, f"exit code {rc} after SIGINT; output:\n{out}"
+    assert rc == 0, f"exit code {rc} after {sig.name}; output:\n{out}"
     assert "terminate called" not in out and "Traceback" not in out, out

@@ -30,10 +30,10 @@ import traceback
 from dataclasses import replace
 from typing import Any
 
-import rclpy
+from embodiment_adapters.nodes.process import run_node
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_srvs.srv import Trigger
 
@@ -357,28 +357,13 @@ def _metadata(backend: Any) -> dict[str, Any]:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Spin one PolicyNode on a MultiThreadedExecutor until Ctrl-C / shutdown; returns 0.
+    """Spin one PolicyNode on a MultiThreadedExecutor until Ctrl-C / SIGTERM; returns 0.
 
-    (Jazzy's ``rclpy.init`` is not a context manager yet, hence the explicit try/finally.)
+    After the last callback: stop the worker and free the model, then destroy the node
+    (:mod:`embodiment_adapters.nodes.process` has the order and why).
     """
-    rclpy.init(args=args)
-    node: PolicyNode | None = None
-    executor = MultiThreadedExecutor(num_threads=4)
-    try:
-        node = PolicyNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        # Order: stop dispatching callbacks, stop the worker and free the model, destroy the node,
-        # then the context.
-        executor.shutdown(timeout_sec=5.0)
-        if node is not None:
-            node.shutdown_resources()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PolicyNode, lambda: MultiThreadedExecutor(num_threads=4), args,
+                    before_destroy=lambda node: node.shutdown_resources())
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The installed ``policy_node`` executable as a separate process: it starts, publishes status,
-autostarts into producing chunks from live sensors (replay backend), and exits cleanly on SIGINT."""
+autostarts into producing chunks from live sensors (replay backend), and exits 0 on SIGINT and SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[4]
 EXE = REPO / "install" / "dreamzero_policy" / "lib" / "dreamzero_policy" / "policy_node"
 
 
-def test_node_process_publishes_and_exits_on_sigint(ros, sensors, collector, replay_bag, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_node_process_publishes_and_exits_on_sigint(ros, sensors, collector, replay_bag, tmp_path, sig):
     assert EXE.is_file(), f"{EXE} missing: run 'make build'"
     log = (tmp_path / "policy_node.log").open("w")
     proc = subprocess.Popen(
@@ -28,7 +31,7 @@ def test_node_process_publishes_and_exits_on_sigint(ros, sensors, collector, rep
         assert proc.poll() is None, "policy_node exited early"
         ros.wait_for(lambda: len(collector.chunks) >= 2, timeout=30, what="chunks from the process")
         assert collector.status[-1].backend == "replay"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         rc = proc.wait(timeout=15)
     finally:
         if proc.poll() is None:

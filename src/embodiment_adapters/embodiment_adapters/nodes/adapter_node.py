@@ -12,10 +12,9 @@ one mutually exclusive group, so the core is never entered concurrently.
 
 from __future__ import annotations
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -26,6 +25,7 @@ from trajectory_msgs.msg import JointTrajectory
 from dreamzero_msgs.msg import ActionChunk
 from embodiment_adapters.nodes import action_sinks, converters
 from embodiment_adapters.nodes.params import declare_and_read
+from embodiment_adapters.nodes.process import run_node
 from embodiment_adapters.profile import load_profile
 from embodiment_adapters.safety.gripper import GripperGate
 from embodiment_adapters.safety.planner import AdapterCore
@@ -215,26 +215,10 @@ class AdapterNode(Node):
         self.diag_pub.publish(array)
 
 
-def main(args: list[str] | None = None) -> None:
-    """Console script ``adapter_node``. Shutdown order: executor, node, context (environment.md §3.3).
+def main(args: list[str] | None = None) -> int:
+    """Console script ``adapter_node``; Ctrl-C / SIGTERM exit 0 (see :mod:`embodiment_adapters.nodes.process`).
 
-    ``rclpy.init`` is not a context manager in the Jazzy 7.1 wheels, so the context is shut down explicitly.
-    A SingleThreadedExecutor, because every callback is in one mutually exclusive group anyway, and because
-    Jazzy 7.1's ``MultiThreadedExecutor.shutdown()`` neither waits for nor stops its worker threads: a
-    callback still publishing while ``destroy_node`` frees the publishers crashed the process (SIGSEGV) on
-    Ctrl-C. Callbacks here run on the main thread, so nothing runs once ``spin()`` has returned.
+    A SingleThreadedExecutor: every callback is in one mutually exclusive group anyway, and callbacks then run on
+    the main thread, so nothing runs once spinning has stopped.
     """
-    rclpy.init(args=args)
-    executor = SingleThreadedExecutor()
-    node = None
-    try:
-        node = AdapterNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    return run_node(AdapterNode, SingleThreadedExecutor, args)
