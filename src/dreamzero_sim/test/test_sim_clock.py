@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
@@ -31,7 +32,9 @@ def _sec(stamp) -> float:
 
 def test_sim_time_pacing_and_every_camera_delivers(ros):
     assert SCRIPT.is_file(), f"{SCRIPT} missing: run 'make build'"
-    peer = ros.node("sim_clock_peer")
+    # Its own SingleThreadedExecutor: on the shared MultiThreadedExecutor this peer's callbacks (one mutually
+    # exclusive group) stalled for 1-2 s at times (rclpy 7.1), and the test lost a third of its frames.
+    peer = ros.add_isolated(Node("sim_clock_peer", context=ros.context))
     lock = threading.Lock()
     images: dict[str, list[float]] = {c: [] for c in CAMERAS}
     clock: list[tuple[float, float]] = []  # (wall, sim)

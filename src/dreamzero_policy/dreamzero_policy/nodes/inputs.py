@@ -60,6 +60,11 @@ class PolicyInputs:
         self.arrival_delays_s: deque[float] = deque(maxlen=2000)
         self.image_delays_s: deque[float] = deque(maxlen=2000)
         self.joint_delays_s: deque[float] = deque(maxlen=2000)
+        # Node-side part of those delays: middleware reception (MessageInfo received_timestamp, system
+        # clock) -> callback start. Excludes serialisation and transport, i.e. what the executor and the
+        # GIL (the model worker thread) add.
+        self.image_dispatch_s: deque[float] = deque(maxlen=2000)
+        self.joint_dispatch_s: deque[float] = deque(maxlen=2000)
 
     def open(self, runtime: PolicyRuntime, spec: IoSpec, joint_state_topic: str) -> None:
         node = self._node
@@ -97,17 +102,20 @@ class PolicyInputs:
 
     # ------------------------------------------------------------------ callbacks (cache only)
 
-    def _arrived(self, stamp: int, per_kind: deque[float]) -> None:
+    def _arrived(self, stamp: int, per_kind: deque[float], info: dict[str, Any], dispatch: deque[float]) -> None:
+        received = info.get("received_timestamp", 0) if isinstance(info, dict) else 0
+        if received > 0:  # 0: the middleware does not report reception times
+            dispatch.append((time.time_ns() - received) * 1e-9)
         delay = (self._node.get_clock().now().nanoseconds - stamp) * 1e-9
         self.arrival_delays_s.append(delay)
         per_kind.append(delay)
 
-    def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
+    def _on_image(self, camera: str, msg: Image | CompressedImage, info: dict[str, Any]) -> None:
         rt = self._runtime
         if rt is None:
             return
         stamp = conv.stamp_ns(msg)
-        self._arrived(stamp, self.image_delays_s)
+        self._arrived(stamp, self.image_delays_s, info, self.image_dispatch_s)
         problem = check_image(msg)
         if problem is not None:
             with self._count_lock:
@@ -118,12 +126,12 @@ class PolicyInputs:
         if err is not None:
             self.note_rejection(err)
 
-    def _on_joint_state(self, msg: JointState) -> None:
+    def _on_joint_state(self, msg: JointState, info: dict[str, Any]) -> None:
         rt = self._runtime
         if rt is None:
             return
         stamp = conv.stamp_ns(msg)
-        self._arrived(stamp, self.joint_delays_s)
+        self._arrived(stamp, self.joint_delays_s, info, self.joint_dispatch_s)
         err = rt.add_joint_state(stamp, msg.name, msg.position)
         if err is not None:
             self.note_rejection(err)
