@@ -5,7 +5,7 @@ Every test that creates an rclpy context must run inside the loopback-only netwo
 isolated, the session stops with an explanation instead of letting DDS discovery leave the machine.
 
 Fixtures:
-    ros: a :class:`RosHarness` with its own rclpy context and a MultiThreadedExecutor spinning in a
+    ros: a :class:`RosHarness` with its own rclpy context and a PoolExecutor spinning in a
         background thread; torn down in the safe order (executor, thread, nodes, context).
 """
 
@@ -51,13 +51,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 class RosHarness:
-    """Real rclpy context + MultiThreadedExecutor spinning in a background thread."""
+    """Real rclpy context + a thread-pool executor (the policy node's PoolExecutor) spinning in a background thread."""
 
     _instances = 0
 
     def __init__(self) -> None:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from dreamzero_policy.nodes.executor import PoolExecutor
 
         self._rclpy = rclpy
         self.context = rclpy.Context()
@@ -69,7 +69,8 @@ class RosHarness:
         self.domain_id = 1 + (base + RosHarness._instances) % 101
         os.environ["ROS_DOMAIN_ID"] = str(self.domain_id)
         rclpy.init(context=self.context, domain_id=self.domain_id)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        # The policy node's own executor (rclpy 7.1's MultiThreadedExecutor stalls under high message rates).
+        self.executor = PoolExecutor(num_threads=4, context=self.context)
         self.nodes: list[Any] = []
         self._isolated: list[tuple[Any, threading.Thread]] = []
         self._thread = threading.Thread(target=self._spin, name="ros-test-executor", daemon=True)

@@ -2,7 +2,7 @@
 
 A peer node publishes three 640x480 rgb8 cameras at 15 Hz and /joint_states at 100 Hz (droid_sim
 topics) from a separate process (like camera drivers on a robot; ``--in-process-peer`` for the old
-setup) to a PolicyNode on a 4-thread MultiThreadedExecutor in this process. The peer process gets a
+setup) to a PolicyNode on a 4-thread PoolExecutor (as policy_node runs) in this process. The peer process gets a
 16 MiB Fast DDS shared-memory segment (see ``_PEER_PROFILE``); garbage-collector pauses are printed.
 
 1. Node overhead excluding the model, with an instant backend: (a) cost of the decision-timer
@@ -203,8 +203,8 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
     import rclpy
     from dreamzero_policy.nodes import qos
     from dreamzero_policy.nodes.converters import duration_to_s, ns_from_time
+    from dreamzero_policy.nodes.executor import PoolExecutor
     from dreamzero_policy.nodes.policy_node import PolicyNode
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
     from dreamzero_msgs.msg import ActionChunk
@@ -243,7 +243,7 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
         base = {"instruction": "bench", "status_period_s": 0.5, **params}
         node = PolicyNode(name, backend_factory=(lambda p, s: test_backend) if test_backend else None, context=ctx,
                           parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
-        ex = MultiThreadedExecutor(num_threads=4, context=ctx)
+        ex = PoolExecutor(num_threads=4, context=ctx)
         ex.add_node(node)
         thread = threading.Thread(target=ex.spin, daemon=True)
         thread.start()

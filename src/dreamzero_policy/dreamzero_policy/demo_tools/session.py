@@ -20,12 +20,13 @@ import time
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 
 from dreamzero_policy.bringup import sim_nodes
 from dreamzero_policy.demo_tools.monitor import DemoMonitor
 from dreamzero_policy.demo_tools.processes import ProcessGroup, executable_path
 from dreamzero_policy.demo_tools.recorder import BagRecorder
+from dreamzero_policy.nodes.executor import PoolExecutor
 
 _ACTIVE = ("WAITING_FOR_INPUT", "RUNNING")
 
@@ -82,7 +83,7 @@ class DemoSession:
     def _start_ros(self) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=int(self.env["ROS_DOMAIN_ID"]))
-        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor = PoolExecutor(num_threads=3, context=self.context)
         self.recorder = BagRecorder(self.context, self.out / "bag", self.topics, use_sim_time=True)
         self.monitor = DemoMonitor(self.context, self.run_task_action, use_sim_time=True)
         self.executor.add_node(self.recorder.node)

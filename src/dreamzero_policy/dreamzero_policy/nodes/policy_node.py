@@ -9,7 +9,7 @@ transition returns FAILURE; the node stays alive.
 
 Subscriptions live in ``inputs.py``, publishers in ``outputs.py``.
 
-Threads (MultiThreadedExecutor; which callbacks may run at the same time):
+Threads (a thread-pool executor, nodes/executor.py; which callbacks may run at the same time):
 * default group (mutually exclusive): lifecycle transitions, parameter services, ``~/reset``,
   ``~/set_instruction``, ``~/instruction`` and the decision timer. They all change the session or
   the runtime, so serialising them removes every race between a transition and a tick.
@@ -33,7 +33,6 @@ from typing import Any
 from embodiment_adapters.nodes.process import run_node
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_srvs.srv import Trigger
 
@@ -41,6 +40,7 @@ from dreamzero_msgs.srv import SetInstruction
 from dreamzero_policy.backends.base import PolicyBackend
 from dreamzero_policy.core.errors import DreamZeroError
 from dreamzero_policy.nodes.backend_factory import BackendFactory, default_backend_factory, warm_up
+from dreamzero_policy.nodes.executor import PoolExecutor
 from dreamzero_policy.nodes.inputs import PolicyInputs
 from dreamzero_policy.nodes.outputs import PolicyOutputs
 from dreamzero_policy.nodes.params import NodeParams, ParameterError, check_update, declare_all, read_all
@@ -357,12 +357,12 @@ def _metadata(backend: Any) -> dict[str, Any]:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Spin one PolicyNode on a MultiThreadedExecutor until Ctrl-C / SIGTERM; returns 0.
+    """Spin one PolicyNode on a :class:`PoolExecutor` (4 threads) until Ctrl-C / SIGTERM; returns 0.
 
     After the last callback: stop the worker and free the model, then destroy the node
     (:mod:`embodiment_adapters.nodes.process` has the order and why).
     """
-    return run_node(PolicyNode, lambda: MultiThreadedExecutor(num_threads=4), args,
+    return run_node(PolicyNode, lambda: PoolExecutor(num_threads=4), args,
                     before_destroy=lambda node: node.shutdown_resources())
 
 
