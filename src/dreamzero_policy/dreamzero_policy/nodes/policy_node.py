@@ -311,7 +311,7 @@ class PolicyNode(LifecycleNode):
         if outcome.reason == "no_instruction":
             self.status.set_state(PolicyState.WAITING_FOR_INPUT, "no instruction (set ~/instruction, "
                                   "~/set_instruction or send a ~/run_task goal)")
-        elif not outcome.submitted and outcome.reason != "busy":
+        elif not outcome.submitted and outcome.reason not in ("busy", "no_new_observation"):
             recent = self.inputs.recent_rejection()
             self.status.input_not_ready(f"{outcome.message} (last input problem: {recent})" if recent
                                         else outcome.message)

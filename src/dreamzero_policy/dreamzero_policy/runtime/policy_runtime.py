@@ -45,8 +45,8 @@ class Job:
 
 @dataclass(frozen=True)
 class TickOutcome:
-    """``submitted`` or why not: ``reason`` in {busy, no_instruction, missing, stale, skew, history,
-    time_backwards, bad_input}; ``message`` for status/diagnostics. ``new_session`` is non-empty
+    """``submitted`` or why not: ``reason`` in {busy, no_new_observation, no_instruction, missing, stale, skew,
+    history, time_backwards, bad_input}; ``message`` for status/diagnostics. ``new_session`` is non-empty
     when this tick started a new session by itself, and says why (time went backwards: bag loop,
     sim reset); the new id is ``runtime.session.session_id``."""
 
@@ -98,6 +98,7 @@ class PolicyRuntime:
         self.worker = InferenceWorker(self._process, timeout_s=timeout_s)
         self._lock = threading.Lock()
         self._epoch = self.buffers.epoch
+        self._last_submitted: tuple[str, int] = ("", -1)  # (session id, observation stamp) of the last call
         self._instruction = ""
         self.return_video = False
         self.stale_inputs = 0
@@ -185,6 +186,13 @@ class PolicyRuntime:
                 self.stale_inputs += 1
                 self.last_problem = str(exc)
             return TickOutcome(False, exc.reason, str(exc), restarted)
+        # One call per observation: the model appends the observed frames to its context, so the same
+        # frames twice would corrupt it (and the chunk would repeat the previous one's stamp).
+        last_session, last_stamp = self._last_submitted
+        if last_session == plan.session_id and snap.stamp_ns <= last_stamp:
+            return TickOutcome(False, "no_new_observation", "waiting for an observation newer than the last one used",
+                               restarted)
+        self._last_submitted = (plan.session_id, snap.stamp_ns)
         job = Job(snap, plan, self.session.prompt, now_ns, self.return_video)
         self.worker.submit(job)
         return TickOutcome(True, new_session=restarted)

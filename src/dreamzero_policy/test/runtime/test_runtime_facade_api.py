@@ -169,3 +169,27 @@ def test_tick_reports_session_restart_after_time_jump() -> None:
         assert rt.session.session_id != sid2
     finally:
         assert rt.close()
+
+
+def test_one_call_per_observation() -> None:
+    """A tick without a newer observation than the last call's does not call the model again (the model
+    appends observed frames to its context; repeating them would corrupt it)."""
+    backend = CountingBackend()
+    rt = _runtime(backend)
+    try:
+        rt.set_instruction("pick the cube")
+        _feed(rt, 100.0, jpeg())
+        assert rt.tick(round(100.0 * NS)).submitted
+        [first] = _wait_events(rt)
+        again = rt.tick(round(100.05 * NS))  # idle worker, same newest frames
+        assert not again.submitted and again.reason == "no_new_observation"
+        _feed(rt, 100.1, jpeg())
+        assert rt.tick(round(100.1 * NS)).submitted
+        [second] = _wait_events(rt)
+        assert second.stamp_ns > first.stamp_ns and len(backend.sessions) == 2
+        # A new session may start from the frames already buffered after it (here: after a reset, new ones).
+        rt.reset()
+        _feed(rt, 100.2, jpeg())
+        assert rt.tick(round(100.2 * NS)).submitted
+    finally:
+        assert rt.close()
