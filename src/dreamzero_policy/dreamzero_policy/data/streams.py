@@ -94,6 +94,40 @@ def drop_non_increasing(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarr
     return times[keep], values[keep], int((~keep).sum())
 
 
+class RowStore:
+    """Rows of one width with their int64 stamps, appended into fixed-size numpy blocks.
+
+    A hot topic (JointState at 100-1000 Hz) adds one small row per message; as separate arrays each row
+    would carry ~100 bytes of object overhead on top of its values, which dominated pass 1's memory.
+    """
+
+    BLOCK = 4096
+
+    def __init__(self) -> None:
+        self._values: list[np.ndarray] = []
+        self._stamps: list[np.ndarray] = []
+        self._n = 0
+        self.width: int | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, stamp: int, row: np.ndarray) -> None:
+        if self.width is None:
+            self.width = int(row.size)
+        i = self._n % self.BLOCK
+        if i == 0:
+            self._values.append(np.empty((self.BLOCK, self.width), np.float64))
+            self._stamps.append(np.empty(self.BLOCK, np.int64))
+        self._values[-1][i] = row
+        self._stamps[-1][i] = stamp
+        self._n += 1
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(stamps (N,), values (N, width))."""
+        return np.concatenate(self._stamps)[: self._n], np.concatenate(self._values)[: self._n]
+
+
 class SeriesBuilder:
     """Accumulates one key's samples from deserialised messages of one topic."""
 
@@ -115,8 +149,7 @@ class SeriesBuilder:
         self._times: list[np.ndarray] = []  # timed futures: one block per message
         self._values: list[np.ndarray] = []
         self._issue: list[int] = []
-        self._stamps: list[int] = []  # direct types: one row per message
-        self._rows: list[np.ndarray] = []
+        self._rows = RowStore()  # direct types: one row per message
         self._cache: tuple[list[str], np.ndarray] | None = None
 
     def _indices(self, names: Any, where: str) -> np.ndarray:
@@ -137,8 +170,7 @@ class SeriesBuilder:
                     f"{spec.topic}: JointState {spec.field} has {len(arr)} values for {len(names)} names"
                 )
             idx = self._indices(names, f"{spec.topic} (JointState)")
-            self._rows.append(np.asarray(arr, dtype=np.float64)[idx])
-            self._stamps.append(stamp_ns(msg.header.stamp))
+            self._rows.append(stamp_ns(msg.header.stamp), np.asarray(arr, dtype=np.float64)[idx])
         elif t == "dreamzero_msgs/msg/ActionChunk":
             idx = self._indices(msg.names, f"{spec.topic} (ActionChunk)")
             h, d = int(msg.horizon), len(msg.names)
@@ -169,15 +201,13 @@ class SeriesBuilder:
                         f"'{spec.key}': index {max(spec.indices)} out of range for {arr.size} values on {spec.topic}"
                     )
                 arr = arr[list(spec.indices)]
-            if self._rows and arr.size != self._rows[0].size:
-                raise DatasetError(f"{spec.topic}: '{spec.key}' changed width {self._rows[0].size} -> {arr.size}")
-            self._rows.append(arr)
-            self._stamps.append(log_time_ns)
+            if self._rows.width is not None and arr.size != self._rows.width:
+                raise DatasetError(f"{spec.topic}: '{spec.key}' changed width {self._rows.width} -> {arr.size}")
+            self._rows.append(log_time_ns, arr)
 
     def _direct(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The per-message rows as one (N,) stamp and one (N, D) value block, checked and scaled."""
-        times = np.asarray(self._stamps, dtype=np.int64)
-        values = np.stack(self._rows)
+        times, values = self._rows.arrays()
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
             first = int(np.argmax(bad))
@@ -198,7 +228,7 @@ class SeriesBuilder:
         self._issue.append(issue_ns)
 
     def finish(self) -> Series:
-        if self._rows:
+        if len(self._rows):
             self._times, self._values = self._direct()
         if not self._times:
             width = self.spec.dim or 1
