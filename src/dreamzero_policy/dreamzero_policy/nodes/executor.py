@@ -47,7 +47,7 @@ class PoolExecutor(Executor):
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         self._pool = ThreadPoolExecutor(num_threads, thread_name_prefix="ros-callback")
-        self._queued: set[int] = set()  # id() of tasks submitted and not finished
+        self._queued: set[Any] = set()  # tasks submitted to the pool and not finished
         self._in_flight = threading.Condition()
         self._errors: list[BaseException] = []
 
@@ -64,23 +64,22 @@ class PoolExecutor(Executor):
         except (ExternalShutdownException, ShutdownException, TimeoutException, ConditionReachedException):
             pass
         else:
-            key = id(task)
             with self._in_flight:
-                again = key in self._queued
+                again = task in self._queued
                 if not again:
-                    self._queued.add(key)
+                    self._queued.add(task)
             if again:
                 time.sleep(REQUEUE_BACKOFF_S)
             else:
-                self._pool.submit(task).add_done_callback(partial(self._finished, key, task))
+                self._pool.submit(task).add_done_callback(partial(self._finished, task))
         if self._errors:
             raise self._errors.pop(0)
 
-    def _finished(self, key: int, task: Any, done: PoolFuture[Any]) -> None:
+    def _finished(self, task: Any, done: PoolFuture[Any]) -> None:
         # rclpy's Task keeps a callback's exception as its result; the pool future only sees Task's own errors.
         error = done.exception() or (task.exception() if task.done() else None)
         with self._in_flight:
-            self._queued.discard(key)
+            self._queued.discard(task)
             if error is not None:
                 self._errors.append(error)
             self._in_flight.notify_all()

@@ -103,7 +103,7 @@ class PolicyInputs:
     # ------------------------------------------------------------------ callbacks (cache only)
 
     def _arrived(self, stamp: int, per_kind: deque[float], info: dict[str, Any], dispatch: deque[float]) -> None:
-        received = info.get("received_timestamp", 0) if isinstance(info, dict) else 0
+        received = info.get("received_timestamp", 0)
         if received > 0:  # 0: the middleware does not report reception times
             dispatch.append((time.time_ns() - received) * 1e-9)
         delay = (self._node.get_clock().now().nanoseconds - stamp) * 1e-9

@@ -9,9 +9,13 @@ is the same class), and Python raises ``KeyboardInterrupt`` between any two byte
 * ``rclpy.init(signal_handler_options=NO)`` and Python handlers for SIGINT/SIGTERM that only set a flag;
 * the main thread spins in short ``spin_once`` slices and checks the flag between them (stop latency <= one
   slice, ``SLICE_S``);
-* then, in this order on the main thread: the executor stops dispatching, callbacks still running on a
-  MultiThreadedExecutor's pool finish (Jazzy 7.1's ``shutdown()`` does not wait for them), the node's own
-  clean-up runs (e.g. stop the model worker), the node is destroyed, the context is shut down.
+* then, in this order on the main thread: the executor stops dispatching and its running callbacks finish, the
+  node's own clean-up runs (e.g. stop the model worker), the node is destroyed, the context is shut down.
+
+The executor's ``shutdown()`` must wait for running callbacks: a SingleThreadedExecutor runs them on this thread,
+and the policy node's ``PoolExecutor`` waits for its pool. rclpy 7.1's MultiThreadedExecutor does neither (its
+``shutdown()`` returns while callbacks still run, and a callback publishing into a destroyed node crashed the
+adapter with SIGSEGV), so it is not used here.
 
 A signal while the node is being built lets the constructor finish and then stops.
 """
@@ -21,7 +25,6 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import rclpy
@@ -68,9 +71,6 @@ def run_node(
         pass
     finally:
         executor.shutdown(timeout_sec=5.0)
-        pool = getattr(executor, "_executor", None)  # MultiThreadedExecutor's callback pool (rclpy 7.1: not joined)
-        if isinstance(pool, ThreadPoolExecutor):
-            pool.shutdown(wait=True, cancel_futures=True)
         if node is not None:
             if before_destroy is not None:
                 before_destroy(node)
