@@ -100,6 +100,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="extra directory of dreamzero_msgs .msg files (for bags without embedded definitions)",
     )
     conv.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    conv.add_argument(
+        "--two-pass",
+        action="store_true",
+        help="always read the bag twice (index, then video) instead of encoding video while indexing "
+        "one-episode bags; the output is the same, this is for troubleshooting",
+    )
     insp = sub.add_parser("inspect", help="topics, rates, gaps, drops, episode lengths and plots of a bag or dataset")
     insp.add_argument("path", type=Path, help="a rosbag2 directory or a converted dataset")
     insp.add_argument("--mapping", "-m", help="also show the episodes this mapping would produce")
@@ -169,6 +175,7 @@ def _convert(args: argparse.Namespace) -> int:
         instruction=args.instruction,
         progress=not args.no_progress,
         msg_dirs=args.msg_dir,
+        single_pass=not args.two_pass,
     )
     result = convert(bags, mapping, args.output, opts)
     print(f"wrote {result.episodes} episodes, {result.frames} frames from {len(bags)} bag(s) to {result.root}")

@@ -1,8 +1,10 @@
-"""Bags -> dataset: index each bag (pass 1), plan its episodes, stream its camera frames into
-H.264 (pass 2), write parquet + meta, then publish the staged tree atomically.
+"""Bags -> dataset: index each bag (pass 1), plan its episodes, encode its camera frames to H.264,
+write parquet + meta, then publish the staged tree atomically.
 
-Memory stays flat in bag length: pass 1 keeps stamps and low-dim values, pass 2 decodes only the
-frames the grid selected and encodes them immediately. Any error (corrupt bag, gap beyond
+Video is encoded while pass 1 reads a bag that is one episode (``live.py``); otherwise, or when
+the plan disagrees with what was streamed, a second pass streams the selected frames
+(``encode.py``). Memory stays flat in image data: pass 1 keeps stamps and low-dim values, and
+frames are decoded only when selected and encoded immediately. Any error (corrupt bag, gap beyond
 tolerance, bad image) aborts the whole run and removes the staging directory, unless
 ``skip_bad_episodes`` is set, in which case rejected *episodes* are reported and the result is
 marked partial (exit code 3), never success. Input bags are only ever opened read-only.
@@ -25,6 +27,7 @@ from dreamzero_policy.data.encode import FrameDecoder, Target, encode_selected
 from dreamzero_policy.data.episodes import EpisodeWindow, from_instruction_topic, from_run_task, resolve_instruction
 from dreamzero_policy.data.index import BagIndex, build_index
 from dreamzero_policy.data.layout import DatasetWriter, video_path
+from dreamzero_policy.data.live import LiveVideo
 from dreamzero_policy.data.mapping import Mapping
 from dreamzero_policy.data.plan import EpisodePlan, column_layout, plan_episode
 from dreamzero_policy.data.stats import StatsAccumulator
@@ -40,6 +43,7 @@ class ConvertOptions:
     instruction: str | None = None  # overrides every episode's instruction
     progress: bool = True
     msg_dirs: Sequence[Path] = ()
+    single_pass: bool = True  # encode video during pass 1 when the bag is one episode (see live.py)
 
 
 @dataclass
@@ -64,14 +68,56 @@ def episode_windows(index: BagIndex, mapping: Mapping) -> list[EpisodeWindow]:
     return [EpisodeWindow(None, None, None)]
 
 
+def _plan_episodes(
+    index: BagIndex, mapping: Mapping, bag_path: Path, first: int, opts: ConvertOptions, skipped: list[dict[str, Any]]
+) -> list[tuple[int, EpisodePlan]]:
+    """Plan every episode of one bag, numbered from ``first``; a rejected one raises or is skipped."""
+    plans: list[tuple[int, EpisodePlan]] = []
+    for window in episode_windows(index, mapping):
+        try:
+            text = resolve_instruction(window, mapping, bag_path, index.instruction_events, opts.instruction)
+            plan = plan_episode(index, mapping, window, text)
+        except AlignmentError as exc:
+            if not opts.skip_bad_episodes:
+                raise AlignmentError(f"{bag_path}: episode [{window.start_ns}, {window.end_ns}): {exc}") from exc
+            skipped.append(
+                {"bag": str(bag_path), "start_ns": window.start_ns, "end_ns": window.end_ns, "reason": str(exc)}
+            )
+            continue
+        plans.append((first + len(plans), plan))
+    return plans
+
+
+def make_decoders(mapping: Mapping, bag: Bag) -> dict[str, FrameDecoder]:
+    """One decoder per camera topic; two keys sharing a camera decode once, for the larger size."""
+    topics = bag.topics()
+    decoders: dict[str, FrameDecoder] = {}
+    for topic in {v.topic for v in mapping.video}:
+        sizes_of = [(v.width, v.height) if v.width and v.height else None for v in mapping.video if v.topic == topic]
+        known = [wh for wh in sizes_of if wh is not None]
+        size = None if len(known) < len(sizes_of) else (max(w for w, _ in known), max(h for _, h in known))
+        decoders[topic] = FrameDecoder(topics[topic].msgtype.endswith("CompressedImage"), size)
+    return decoders
+
+
+def _live_video(bag: Bag, mapping: Mapping, episode: int, stage: Path, enabled: bool) -> LiveVideo | None:
+    """The single-pass video path, where it applies: one bag = one episode, every camera present."""
+    topics = bag.topics()
+    if not enabled or mapping.episodes.split != "bag" or any(v.topic not in topics for v in mapping.video):
+        return None
+    return LiveVideo(bag, mapping, episode, stage, make_decoders(mapping, bag))
+
+
+def _no_live_reason(mapping: Mapping, opts: ConvertOptions) -> str:
+    return "single pass turned off" if not opts.single_pass else "single pass needs episodes.split: bag"
+
+
 def _encode_videos(
     bag: Bag, mapping: Mapping, plans: list[tuple[int, EpisodePlan]], stage: Path, progress: bool
 ) -> dict[str, tuple[int, int]]:
     """Pass 2: stream the selected camera frames into one H.264 writer per (episode, camera)."""
     wanted: dict[str, dict[int, list[Target]]] = {}
     writers: list[tuple[str, VideoWriter, int]] = []
-    decoders: dict[str, FrameDecoder] = {}
-    topics = bag.topics()
     for ep, plan in plans:
         for v in mapping.video:
             size = (v.width, v.height) if v.width and v.height else None
@@ -81,11 +127,7 @@ def _encode_videos(
             per_topic = wanted.setdefault(v.topic, {})
             for o, c in zip(ordinals.tolist(), counts.tolist(), strict=True):
                 per_topic.setdefault(o, []).append(Target(w, c))
-    for topic in wanted:  # one decode per frame even when two keys share a camera: decode for the largest
-        sizes_of = [(v.width, v.height) if v.width and v.height else None for v in mapping.video if v.topic == topic]
-        known = [wh for wh in sizes_of if wh is not None]
-        size = None if len(known) < len(sizes_of) else (max(w for w, _ in known), max(h for _, h in known))
-        decoders[topic] = FrameDecoder(topics[topic].msgtype.endswith("CompressedImage"), size)
+    decoders = make_decoders(mapping, bag)
     total = sum(len(m) for m in wanted.values())
     sizes: dict[str, tuple[int, int]] = {}
     try:
@@ -129,52 +171,45 @@ def convert(
         sizes: dict[str, tuple[int, int]] = {}
         for bag_path in bags:
             with Bag(bag_path, typestore) as bag:
-                with tqdm(
-                    total=bag.expected_count(_index_topics(mapping)),
-                    desc=f"{bag_path.name}: index",
-                    unit="msg",
-                    disable=not opts.progress,
-                    leave=False,
-                ) as bar:
-                    index = build_index(bag, mapping, bar.update)
-                bag_reports.append(
-                    {
-                        "bag": str(bag_path),
-                        "topics": {t: {"type": ty, "count": c} for t, (ty, c) in index.topics.items()},
-                    }
-                )
-                if layout is None:
-                    layout = column_layout(mapping, index)
-                    stats = StatsAccumulator(
-                        {a: (slice(*layout[1][a]), slice(*layout[0][s])) for a, s in mapping.relative_action.items()},
-                        mapping.action_horizon,
-                    )
-                elif column_layout(mapping, index) != layout:
-                    raise MappingError(
-                        f"{bag_path}: column widths differ from the first bag ({layout}); check names/indices"
-                    )
-                plans: list[tuple[int, EpisodePlan]] = []
-                for window in episode_windows(index, mapping):
-                    try:
-                        text = resolve_instruction(
-                            window, mapping, bag_path, index.instruction_events, opts.instruction
-                        )
-                        plan = plan_episode(index, mapping, window, text)
-                    except AlignmentError as exc:
-                        entry = {
+                live = _live_video(bag, mapping, len(writer.episodes), writer.stage, opts.single_pass)
+                try:
+                    with tqdm(
+                        total=bag.expected_count(_index_topics(mapping)),
+                        desc=f"{bag_path.name}: index",
+                        unit="msg",
+                        disable=not opts.progress,
+                        leave=False,
+                    ) as bar:
+                        index = build_index(bag, mapping, bar.update, live)
+                    bag_reports.append(
+                        {
                             "bag": str(bag_path),
-                            "start_ns": window.start_ns,
-                            "end_ns": window.end_ns,
-                            "reason": str(exc),
+                            "topics": {t: {"type": ty, "count": c} for t, (ty, c) in index.topics.items()},
                         }
-                        if not opts.skip_bad_episodes:
-                            raise AlignmentError(
-                                f"{bag_path}: episode [{window.start_ns}, {window.end_ns}): {exc}"
-                            ) from exc
-                        skipped.append(entry)
-                        continue
-                    plans.append((len(writer.episodes) + len(plans), plan))
-                sizes.update(_encode_videos(bag, mapping, plans, writer.stage, opts.progress))
+                    )
+                    if layout is None:
+                        layout = column_layout(mapping, index)
+                        pairs = mapping.relative_action.items()
+                        stats = StatsAccumulator(
+                            {a: (slice(*layout[1][a]), slice(*layout[0][s])) for a, s in pairs}, mapping.action_horizon
+                        )
+                    elif column_layout(mapping, index) != layout:
+                        raise MappingError(
+                            f"{bag_path}: column widths differ from the first bag ({layout}); check names/indices"
+                        )
+                    plans = _plan_episodes(index, mapping, bag_path, len(writer.episodes), opts, skipped)
+                    streamed = live.finish(plans) if live is not None else None
+                    if streamed is not None:
+                        sizes.update(streamed)
+                        bag_reports[-1]["video_pass"] = "single (encoded while indexing)"
+                    else:
+                        sizes.update(_encode_videos(bag, mapping, plans, writer.stage, opts.progress))
+                        why = live.abandoned if live is not None else _no_live_reason(mapping, opts)
+                        bag_reports[-1]["video_pass"] = f"second ({why})"
+                except BaseException:
+                    if live is not None:
+                        live.discard()
+                    raise
                 for ep, plan in plans:
                     extra = {
                         "video_only": plan.video_only_reason is not None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from dreamzero_policy.core.errors import MappingError
 from dreamzero_policy.data.bagio import Bag, header_stamp_ns
 from dreamzero_policy.data.mapping import Mapping
 from dreamzero_policy.data.streams import Series, SeriesBuilder, drop_non_increasing
+
+if TYPE_CHECKING:
+    from dreamzero_policy.data.live import LiveVideo
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
@@ -34,8 +38,13 @@ class BagIndex:
     topics: dict[str, tuple[str, int]] = field(default_factory=dict)  # topic -> (type, count)
 
 
-def build_index(bag: Bag, mapping: Mapping, progress: Callable[[int], None] | None = None) -> BagIndex:
-    """Read the mapped topics once; raises MappingError when the bag does not fit the mapping."""
+def build_index(
+    bag: Bag, mapping: Mapping, progress: Callable[[int], None] | None = None, live: LiveVideo | None = None
+) -> BagIndex:
+    """Read the mapped topics once; raises MappingError when the bag does not fit the mapping.
+
+    With ``live``, camera messages and series progress are also fed to it (single-pass video).
+    """
     topics = bag.topics()
     available = ", ".join(sorted(topics)) or "(none)"
 
@@ -72,6 +81,9 @@ def build_index(bag: Bag, mapping: Mapping, progress: Callable[[int], None] | No
     elif ep.split == "run_task":
         need(str(ep.topic), "episode", ("action_msgs/msg/GoalStatusArray",))
 
+    if live is not None:
+        required = [b for blist in builders.values() for role, b in blist if role == "state" or not missing_actions]
+        live.require(required, not missing_actions and any(a.next_state for a in mapping.action))
     video_topics = {v.topic for v in mapping.video}
     stamps: dict[str, list[int]] = {t: [] for t in video_topics}
     index = BagIndex({}, {}, {}, missing_actions, topics={t: (i.msgtype, i.count) for t, i in topics.items()})
@@ -79,11 +91,16 @@ def build_index(bag: Bag, mapping: Mapping, progress: Callable[[int], None] | No
     for conn, log_t, raw in bag.read(wanted, progress):
         topic = conn.topic
         if topic in video_topics:
-            stamps[topic].append(header_stamp_ns(raw))
+            stamp = header_stamp_ns(raw)
+            stamps[topic].append(stamp)
+            if live is not None:
+                live.camera(topic, len(stamps[topic]) - 1, stamp, raw)
         if topic in builders:
             msg = bag.deserialize(raw, conn.msgtype)
             for _, b in builders[topic]:
                 b.add(msg, log_t)
+        if live is not None:
+            live.advance()
         if topic in (ins_topic, ep.topic) and conn.msgtype == "std_msgs/msg/String":
             text = str(bag.deserialize(raw, conn.msgtype).data)
             if topic == ins_topic:

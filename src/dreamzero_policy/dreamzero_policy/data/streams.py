@@ -151,6 +151,15 @@ class SeriesBuilder:
         self._issue: list[int] = []
         self._rows = RowStore()  # direct types: one row per message
         self._cache: tuple[list[str], np.ndarray] | None = None
+        # First and newest sample time seen so far, for following the grid live (see live.py).
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+
+    def _seen(self, first: int, last: int) -> None:
+        if self.first_ns is None:
+            self.first_ns = first
+        if self.last_ns is None or last > self.last_ns:
+            self.last_ns = last
 
     def _indices(self, names: Any, where: str) -> np.ndarray:
         # Names rarely change within a topic; a list comparison is cheaper than re-indexing.
@@ -170,7 +179,9 @@ class SeriesBuilder:
                     f"{spec.topic}: JointState {spec.field} has {len(arr)} values for {len(names)} names"
                 )
             idx = self._indices(names, f"{spec.topic} (JointState)")
-            self._rows.append(stamp_ns(msg.header.stamp), np.asarray(arr, dtype=np.float64)[idx])
+            stamp = stamp_ns(msg.header.stamp)
+            self._rows.append(stamp, np.asarray(arr, dtype=np.float64)[idx])
+            self._seen(stamp, stamp)
         elif t == "dreamzero_msgs/msg/ActionChunk":
             idx = self._indices(msg.names, f"{spec.topic} (ActionChunk)")
             h, d = int(msg.horizon), len(msg.names)
@@ -204,6 +215,7 @@ class SeriesBuilder:
             if self._rows.width is not None and arr.size != self._rows.width:
                 raise DatasetError(f"{spec.topic}: '{spec.key}' changed width {self._rows.width} -> {arr.size}")
             self._rows.append(log_time_ns, arr)
+            self._seen(log_time_ns, log_time_ns)
 
     def _direct(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The per-message rows as one (N,) stamp and one (N, D) value block, checked and scaled."""
@@ -226,6 +238,7 @@ class SeriesBuilder:
         self._times.append(times.astype(np.int64))
         self._values.append(values * self._scale + self._offset)
         self._issue.append(issue_ns)
+        self._seen(int(times[0]), int(times[-1]))
 
     def finish(self) -> Series:
         if len(self._rows):

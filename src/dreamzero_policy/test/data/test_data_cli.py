@@ -50,6 +50,13 @@ def test_data_cli_convert_partial_and_inspect(tmp_path: Path, capsys: pytest.Cap
     assert "PARTIAL" in err and "ep1" in err
     report = json.loads((tmp_path / "ds" / "meta" / "conversion_report.json").read_text())
     assert report["status"] == "partial" and len(report["skipped_episodes"]) == 1
+    # ep0 was encoded while indexing; ep1's streamed video was deleted when its plan was rejected.
+    assert [b["video_pass"].split()[0] for b in report["bags"]] == ["single", "second"]
+    assert sorted(p.name for p in (tmp_path / "ds").rglob("*.mp4")) == ["episode_000000.mp4"]
+    assert main([*base, "-o", str(tmp_path / "two"), "--skip-bad-episodes", "--two-pass"]) == 3
+    report2 = json.loads((tmp_path / "two" / "meta" / "conversion_report.json").read_text())
+    assert [b["video_pass"] for b in report2["bags"]] == ["second (single pass turned off)"] * 2
+    capsys.readouterr()
 
     assert (
         main(

@@ -1,0 +1,105 @@
+"""Single-pass video (live.py): taken for one-episode bags, and never changes the dataset.
+
+Every case converts the same bag twice, with video streamed during pass 1 and with the classic
+second pass, and compares everything a training loader reads: parquet columns, meta files and
+every decoded video frame.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dreamzero_policy.data.convert import ConvertOptions, convert
+from dreamzero_policy.data.mapping import mapping_from_dict
+from dreamzero_policy.data.reader import DatasetReader
+from dreamzero_policy.data.synth import Camera, SynthSpec, mapping_dict, write_bag
+
+CAMS = (Camera("/cam0/image", "rgb8"), Camera("/cam1/image", "jpeg", phase_s=0.02))
+
+
+def _convert_both(tmp_path: Path, spec: SynthSpec, **overrides: object) -> tuple[Path, Path, list[str]]:
+    write_bag(tmp_path / "bag", spec)
+    mapping = mapping_from_dict(mapping_dict(spec, **overrides))
+    passes = []
+    for name, single in (("one", True), ("two", False)):
+        res = convert([tmp_path / "bag"], mapping, tmp_path / name, ConvertOptions(progress=False, single_pass=single))
+        passes.append(res.report["bags"][0]["video_pass"])
+    return tmp_path / "one", tmp_path / "two", passes
+
+
+def _assert_same_dataset(a: Path, b: Path) -> None:
+    da, db = DatasetReader(a), DatasetReader(b)
+    assert da.info["total_episodes"] == db.info["total_episodes"] >= 1
+    for name in ("info.json", "stats.json", "relative_stats_dreamzero.json", "episodes.jsonl", "modality.json"):
+        assert (a / "meta" / name).read_text() == (b / "meta" / name).read_text(), name
+    for ep in range(da.info["total_episodes"]):
+        ea, eb = da.episode(ep), db.episode(ep)
+        assert ea.columns.keys() == eb.columns.keys()
+        for col in ea.columns:
+            np.testing.assert_array_equal(np.asarray(ea.columns[col]), np.asarray(eb.columns[col]), err_msg=col)
+        for key in json.loads((a / "meta" / "modality.json").read_text())["video"]:
+            va, vb = da.video(ep, key), db.video(ep, key)
+            assert len(va) == len(ea.columns["frame_index"])
+            np.testing.assert_array_equal(va, vb, err_msg=f"episode {ep} video {key}")
+
+
+def test_single_pass_is_taken_and_matches_two_passes_with_chunks(tmp_path: Path) -> None:
+    spec = SynthSpec(duration_s=2.0, cameras=CAMS, jitter_s=0.003, chunk_topic="/chunk", chunk_horizon=8, seed=3)
+    one, two, passes = _convert_both(tmp_path, spec)
+    assert passes[0].startswith("single") and passes[1].startswith("second")
+    _assert_same_dataset(one, two)
+
+
+def test_single_pass_with_next_state_actions_and_dropped_frames(tmp_path: Path) -> None:
+    # next_state actions: the last grid frame is dropped, so the live grid runs one tick behind.
+    # Dropped camera frames are held (the same frame encoded twice).
+    spec = SynthSpec(duration_s=2.0, cameras=CAMS, jitter_s=0.004, drop={"/cam0/image": frozenset({5, 6, 17})}, seed=5)
+    one, two, passes = _convert_both(tmp_path, spec, align_tolerance_s=0.2)
+    assert passes[0].startswith("single")
+    _assert_same_dataset(one, two)
+    frames = DatasetReader(one).episode(0).columns["sync.video.view0.stamp_ns"]
+    assert (np.diff(frames) == 0).any()  # a held frame really occurred
+
+
+@pytest.mark.parametrize("case", ["backwards", "resized"])
+def test_single_pass_on_irregular_bags_still_matches(tmp_path: Path, case: str) -> None:
+    if case == "backwards":  # stamps going backwards are dropped by both paths
+        spec = SynthSpec(duration_s=2.0, cameras=CAMS, backwards={"/cam1/image": frozenset({9})}, seed=7)
+        overrides: dict[str, object] = {"align_tolerance_s": 0.2}
+    else:  # two keys share one camera at different sizes: one decode, two writers
+        spec = SynthSpec(duration_s=1.5, cameras=(Camera("/cam0/image", "jpeg", 64, 48),), seed=8)
+        overrides = {
+            "video": {
+                "full": {"topic": "/cam0/image"},
+                "half": {"topic": "/cam0/image", "width": 32, "height": 24},
+            }
+        }
+    one, two, passes = _convert_both(tmp_path, spec, **overrides)
+    assert passes == ["single (encoded while indexing)", "second (single pass turned off)"]
+    _assert_same_dataset(one, two)
+
+
+def test_single_pass_gives_way_to_pass_two_when_the_plan_differs(tmp_path: Path) -> None:
+    # A late-starting joint stream makes the cameras buffer far more than MAX_BUFFERED frames
+    # before the grid can start: the live path gives up and pass 2 produces the dataset.
+    from dreamzero_policy.data import live
+
+    spec = SynthSpec(duration_s=2.0, cameras=CAMS, drop={"/joint_states": frozenset(range(60))}, seed=9)
+    old = live.MAX_BUFFERED
+    live.MAX_BUFFERED = 4
+    try:
+        one, two, passes = _convert_both(tmp_path, spec)
+    finally:
+        live.MAX_BUFFERED = old
+    assert passes[0].startswith("second (") and "waiting for another stream" in passes[0]
+    _assert_same_dataset(one, two)
+    assert not list((tmp_path / "one").glob("**/*.partial*"))
+
+
+def test_single_pass_split_by_topic_uses_pass_two(tmp_path: Path) -> None:
+    spec = SynthSpec(duration_s=3.0, cameras=CAMS[:1], instructions=((0.1, "pick"), (1.5, "place")), seed=11)
+    _, _, passes = _convert_both(tmp_path, spec, episodes={"split": "instruction_topic", "topic": "/instruction"})
+    assert passes[0] == "second (single pass needs episodes.split: bag)"
