@@ -4,13 +4,15 @@ Writes an N-minute bag with 3 cameras (15 Hz, textured moving frames; JPEG ``Com
 raw ``rgb8`` ``Image``), JointState at 100 Hz and ActionChunks at 5 Hz, then in fresh subprocesses
 (so ru_maxrss is per phase):
   1. reads and deserialises every message (the raw baseline),
-  2. converts it with a droid-like mapping (decode selected frames, H.264 encode, parquet, meta).
+  2. converts it with a droid-like mapping (decode selected frames, H.264 encode, parquet, meta;
+     video is encoded while indexing unless --two-pass).
 Prints msg/s and MB/s for both, CPU seconds, their wall-time ratio (target >= 0.5) and peak RSS of
 each phase. Both phases run back to back, so the ratio is comparable even on a shared machine.
 Run with two durations to see that conversion memory does not grow with bag length:
 
     python bench/bench_data.py --minutes 1 --minutes 10 [--images jpeg --images rgb8]
         [--width 320 --height 240] [--out-width 320 --out-height 180] [--storage mcap]
+        [--encoder-threads 0] [--two-pass]
 """
 
 from __future__ import annotations
@@ -113,9 +115,10 @@ def write_bench_bag(path: Path, minutes: float, width: int, height: int, storage
     return n
 
 
-def mapping(out_width: int | None, out_height: int | None) -> dict:
+def mapping(out_width: int | None, out_height: int | None, encoder_threads: int = 1) -> dict:
     size = {"width": out_width, "height": out_height} if out_width and out_height else {}
     return {
+        "video_encoding": {"threads": encoder_threads},
         "name": "bench",
         "fps": 15,
         "align_tolerance_s": 0.0667,
@@ -134,7 +137,9 @@ def mapping(out_width: int | None, out_height: int | None) -> dict:
     }
 
 
-def phase(kind: str, bag: str, out: str, out_width: int | None, out_height: int | None) -> None:
+def phase(
+    kind: str, bag: str, out: str, out_width: int | None, out_height: int | None, encoder_threads: int, two_pass: bool
+) -> None:
     """Runs inside a subprocess; prints one JSON line."""
     from dreamzero_policy.data.bagio import Bag, make_typestore
 
@@ -150,8 +155,8 @@ def phase(kind: str, bag: str, out: str, out_width: int | None, out_height: int 
         from dreamzero_policy.data.convert import ConvertOptions, convert
         from dreamzero_policy.data.mapping import mapping_from_dict
 
-        m = mapping_from_dict(mapping(out_width, out_height))
-        res = convert([Path(bag)], m, Path(out), ConvertOptions(progress=False))
+        m = mapping_from_dict(mapping(out_width, out_height, encoder_threads))
+        res = convert([Path(bag)], m, Path(out), ConvertOptions(progress=False, single_pass=not two_pass))
         n = res.frames
     dt = time.perf_counter() - t
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -182,6 +187,7 @@ def run_phase(kind: str, bag: Path, out: Path, a: argparse.Namespace) -> dict:
     ]
     if a.out_width and a.out_height:
         cmd += ["--out-width", str(a.out_width), "--out-height", str(a.out_height)]
+    cmd += ["--encoder-threads", str(a.encoder_threads)] + (["--two-pass"] if a.two_pass else [])
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -195,15 +201,21 @@ def main() -> None:
     p.add_argument("--out-width", type=int, help="dataset video width (default: the camera's)")
     p.add_argument("--out-height", type=int, help="dataset video height (default: the camera's)")
     p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"))
+    p.add_argument("--encoder-threads", type=int, default=1, help="x264 threads per camera (0 = one per core)")
+    p.add_argument("--two-pass", action="store_true", help="convert with --two-pass (no video during indexing)")
     p.add_argument("--phase", help=argparse.SUPPRESS)
     p.add_argument("--bag", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.phase:
-        phase(a.phase, a.bag, a.out, a.out_width, a.out_height)
+        phase(a.phase, a.bag, a.out, a.out_width, a.out_height, a.encoder_threads, a.two_pass)
         return
     out = f"{a.out_width}x{a.out_height}" if a.out_width and a.out_height else "same"
-    print(f"cameras {a.width}x{a.height} -> video {out}, storage {a.storage}, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"cameras {a.width}x{a.height} -> video {out}, storage {a.storage}, {os.cpu_count()} cores, "
+        f"x264 threads/camera {a.encoder_threads}, {'two passes' if a.two_pass else 'single pass'}, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     print(
         f"{'images':>6} {'min':>4} {'msgs':>7} {'bag MB':>7} | {'read msg/s':>10} {'read MB/s':>9} {'cpu s':>6} "
         f"{'rss MB':>6} | {'conv msg/s':>10} {'conv MB/s':>9} {'cpu s':>6} {'rss MB':>6} | {'ratio':>5} frames"

@@ -163,7 +163,7 @@ def convert(
     writer = DatasetWriter(out, mapping, overwrite=opts.overwrite)
     t_start = time.monotonic()
     try:
-        stats = StatsAccumulator({}, mapping.action_horizon)
+        stats: StatsAccumulator | None = None
         layout = None
         episode_reports: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
@@ -191,12 +191,15 @@ def convert(
                         layout = column_layout(mapping, index)
                         pairs = mapping.relative_action.items()
                         stats = StatsAccumulator(
-                            {a: (slice(*layout[1][a]), slice(*layout[0][s])) for a, s in pairs}, mapping.action_horizon
+                            {a: (slice(*layout[1][a]), slice(*layout[0][s])) for a, s in pairs},
+                            mapping.action_horizon,
+                            writer.stage / ".stats",
                         )
                     elif column_layout(mapping, index) != layout:
                         raise MappingError(
                             f"{bag_path}: column widths differ from the first bag ({layout}); check names/indices"
                         )
+                    assert stats is not None
                     plans = _plan_episodes(index, mapping, bag_path, len(writer.episodes), opts, skipped)
                     streamed = live.finish(plans) if live is not None else None
                     if streamed is not None:
@@ -235,7 +238,7 @@ def convert(
             raise AlignmentError(
                 "no episode could be converted" + (f"; skipped: {[s['reason'] for s in skipped]}" if skipped else "")
             )
-        assert layout is not None
+        assert layout is not None and stats is not None
         stat_values, relative = stats.finish()
         report = {
             "mapping": mapping.name,

@@ -14,6 +14,7 @@ so this path can make conversion faster but never different.
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ class _Camera:
     frames: deque[tuple[int, int, Any]] = field(default_factory=deque)  # (stamp, ordinal, raw)
     last_stamp: int | None = None  # newest kept stamp (older or equal ones are dropped, like pass 1)
     first_stamp: int | None = None
-    selected: list[int] = field(default_factory=list)  # ordinal per emitted tick
+    selected: array[int] = field(default_factory=lambda: array("q"))  # ordinal per emitted tick (compact)
     pending: tuple[int, Any, int] | None = None  # (ordinal, raw, repeat) not yet sent to the worker
 
 
@@ -237,6 +238,6 @@ class LiveVideo:
             self.abandon(f"streamed {self.ticks} frames, the plan has {plan.length}")
             return
         for v in self.mapping.video:
-            if not np.array_equal(plan.frames[v.key], np.asarray(self.cameras[v.topic].selected, np.int64)):
+            if not np.array_equal(plan.frames[v.key], np.frombuffer(self.cameras[v.topic].selected, np.int64)):
                 self.abandon(f"'{v.key}': streamed frames differ from the plan's")
                 return

@@ -9,46 +9,77 @@ action key's columns and its paired state key's columns.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 
 from dreamzero_policy.core.errors import DatasetError
 
 
-def numeric_stats(values: np.ndarray) -> dict[str, list[float]]:
-    """Stats of (N, D) ``values`` along N; raises if N == 0."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 2 or v.shape[0] == 0:
-        raise DatasetError(f"cannot compute statistics of an array of shape {v.shape}")
-    return {
-        "mean": v.mean(0).tolist(),
-        "std": v.std(0).tolist(),
-        "min": v.min(0).tolist(),
-        "max": v.max(0).tolist(),
-        "q01": np.quantile(v, 0.01, axis=0).tolist(),
-        "q99": np.quantile(v, 0.99, axis=0).tolist(),
-    }
+def relative_chunks(action: np.ndarray, state: np.ndarray, horizon: int, block: int = 1024) -> Iterator[np.ndarray]:
+    """Relative actions of one episode, ``action[a+o] - state[a]`` for A = T - H + 1 anchors.
 
-
-def relative_chunks(action: np.ndarray, state: np.ndarray, horizon: int) -> np.ndarray:
-    """(A*H, D) relative actions of one episode: ``action[a+o] - state[a]``; A = T - H + 1 anchors."""
+    Yields (n*H, D) blocks of at most ``block`` anchors, so a long episode never materialises all
+    A*H rows at once (a 10-minute episode at 15 fps with H=24 is ~200k rows per key).
+    """
     if action.shape != state.shape:
         raise DatasetError(f"relative action needs equal shapes, got action {action.shape} and state {state.shape}")
     usable = action.shape[0] - horizon + 1
-    if usable <= 0:
-        return np.zeros((0, action.shape[1]))
-    idx = np.arange(usable)[:, None] + np.arange(horizon)[None, :]  # (A, H)
-    return (action[idx] - state[:usable, None, :]).reshape(-1, action.shape[1])
+    for a0 in range(0, max(usable, 0), block):
+        anchors = np.arange(a0, min(a0 + block, usable))
+        idx = anchors[:, None] + np.arange(horizon)[None, :]  # (n, H)
+        yield (action[idx] - state[anchors, None, :]).reshape(-1, action.shape[1])
+
+
+class ColumnSpill:
+    """(N, D) float64 rows appended to one file per column, read back one column at a time."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory, self.name = directory, name
+        self.rows = 0
+        self.width: int | None = None
+
+    def _path(self, d: int) -> Path:
+        return self.directory / f"{self.name}.{d}.f64"
+
+    def append(self, block: np.ndarray) -> None:
+        if self.width is None:
+            self.width = block.shape[1]
+            self.directory.mkdir(parents=True, exist_ok=True)
+        for d in range(block.shape[1]):
+            with self._path(d).open("ab") as f:
+                np.ascontiguousarray(block[:, d], dtype=np.float64).tofile(f)
+        self.rows += block.shape[0]
+
+    def stats(self) -> dict[str, list[float]]:
+        """``numeric_stats`` computed column by column: memory is one column, not N x D."""
+        if not self.rows or self.width is None:
+            raise DatasetError(f"cannot compute statistics of '{self.name}': no samples")
+        out: dict[str, list[float]] = {k: [] for k in ("mean", "std", "min", "max", "q01", "q99")}
+        for d in range(self.width):
+            v = np.fromfile(self._path(d), dtype=np.float64)
+            q01, q99 = np.quantile(v, [0.01, 0.99])
+            for key, value in zip(out, (v.mean(), v.std(), v.min(), v.max(), q01, q99), strict=True):
+                out[key].append(float(value))
+        return out
 
 
 class StatsAccumulator:
-    """Collects per-episode columns; low-dim data is small (a 10-min 15 fps bag is 9k rows)."""
+    """Statistics over every episode, with memory independent of dataset length.
 
-    def __init__(self, relative: dict[str, tuple[slice, slice]], horizon: int) -> None:
+    Rows are spilled to ``spill_dir`` (in the staging directory, next to the output) and reduced
+    one column at a time in :meth:`finish`, which then deletes the directory. Quantiles stay exact.
+    """
+
+    def __init__(self, relative: dict[str, tuple[slice, slice]], horizon: int, spill_dir: Path) -> None:
         self.relative = relative  # action key -> (action column slice, state column slice)
         self.horizon = horizon
-        self.state: list[np.ndarray] = []
-        self.action: list[np.ndarray] = []
-        self.rel: dict[str, list[np.ndarray]] = {k: [] for k in relative}
+        self.spill_dir = spill_dir
+        self.state = ColumnSpill(spill_dir, "state")
+        self.action = ColumnSpill(spill_dir, "action")
+        self.rel = {k: ColumnSpill(spill_dir, f"relative.{k}") for k in relative}
 
     def add(self, state: np.ndarray | None, action: np.ndarray | None) -> None:
         if state is not None:
@@ -57,23 +88,26 @@ class StatsAccumulator:
             self.action.append(action)
             if state is not None:
                 for key, (asl, ssl) in self.relative.items():
-                    self.rel[key].append(relative_chunks(action[:, asl], state[:, ssl], self.horizon))
+                    for block in relative_chunks(action[:, asl], state[:, ssl], self.horizon):
+                        self.rel[key].append(block)
 
     def finish(self) -> tuple[dict[str, object], dict[str, object]]:
-        stats: dict[str, object] = {}
-        if self.state:
-            stats["observation.state"] = numeric_stats(np.concatenate(self.state))
-        if self.action:
-            stats["action"] = numeric_stats(np.concatenate(self.action))
-        relative: dict[str, object] = {}
-        for key, parts in self.rel.items():
-            if not self.action:  # only video-only episodes: nothing to normalise yet
-                break
-            merged = np.concatenate(parts) if parts else np.zeros((0, 0))
-            if merged.shape[0] == 0:
-                raise DatasetError(
-                    f"no relative-action samples for '{key}': "
-                    f"every episode is shorter than action_horizon={self.horizon}"
-                )
-            relative[key] = numeric_stats(merged)
-        return stats, relative
+        try:
+            stats: dict[str, object] = {}
+            if self.state.rows:
+                stats["observation.state"] = self.state.stats()
+            if self.action.rows:
+                stats["action"] = self.action.stats()
+            relative: dict[str, object] = {}
+            for key, spill in self.rel.items():
+                if not self.action.rows:  # only video-only episodes: nothing to normalise yet
+                    break
+                if spill.rows == 0:
+                    raise DatasetError(
+                        f"no relative-action samples for '{key}': "
+                        f"every episode is shorter than action_horizon={self.horizon}"
+                    )
+                relative[key] = spill.stats()
+            return stats, relative
+        finally:
+            shutil.rmtree(self.spill_dir, ignore_errors=True)

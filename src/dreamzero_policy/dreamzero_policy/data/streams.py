@@ -91,6 +91,8 @@ def drop_non_increasing(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarr
     keep = np.empty(len(times), bool)
     keep[0] = True
     keep[1:] = times[1:] > np.maximum.accumulate(times)[:-1]
+    if keep.all():  # the usual case: no copy of a long bag's series
+        return times, values, 0
     return times[keep], values[keep], int((~keep).sum())
 
 
@@ -220,13 +222,16 @@ class SeriesBuilder:
     def _direct(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The per-message rows as one (N,) stamp and one (N, D) value block, checked and scaled."""
         times, values = self._rows.arrays()
+        self._rows = RowStore()  # the blocks are copied into ``values``; free them before scaling
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
             first = int(np.argmax(bad))
             raise DatasetError(
                 f"{self.spec.topic}: non-finite value for '{self.spec.key}' at stamp {int(times[first])} ns"
             )
-        return [times], [values * self._scale + self._offset]
+        values *= self._scale
+        values += self._offset
+        return [times], [values]
 
     def _push(self, times: np.ndarray, values: np.ndarray, issue_ns: int) -> None:
         if not np.isfinite(values).all():
@@ -262,7 +267,11 @@ class SeriesBuilder:
             for i in range(len(times_l) - 1):
                 keep = times_l[i] < times_l[i + 1][0]
                 times_l[i], values_l[i] = times_l[i][keep], values_l[i][keep]
-        times, values, dropped = drop_non_increasing(np.concatenate(times_l), np.concatenate(values_l))
+        if len(times_l) == 1:  # direct types: one block already
+            times, values = times_l[0], values_l[0]
+        else:
+            times, values = np.concatenate(times_l), np.concatenate(values_l)
+        times, values, dropped = drop_non_increasing(times, values)
         return Series(
             self.spec.key,
             self.spec.topic,

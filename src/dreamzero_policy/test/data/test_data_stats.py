@@ -1,0 +1,51 @@
+"""Statistics spilled to disk column by column equal numpy over the whole array, and leave nothing behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from dreamzero_policy.data.stats import StatsAccumulator, relative_chunks
+
+
+def test_stats_equal_numpy_over_every_episode(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    H = 5
+    episodes = [(rng.normal(size=(n, 4)), rng.normal(size=(n, 3))) for n in (40, 3, 2500)]  # one too short for H
+    acc = StatsAccumulator({"arm": (slice(0, 2), slice(1, 3))}, H, tmp_path / ".stats")
+    for state, action in episodes:
+        acc.add(state, action)
+    video_only_state = rng.normal(size=(7, 4))
+    acc.add(video_only_state, None)  # a video-only episode: its state counts, its (NaN) actions do not
+    stats, relative = acc.finish()
+    assert not (tmp_path / ".stats").exists()
+
+    state = np.concatenate([s for s, _ in episodes] + [video_only_state])
+    action = np.concatenate([a for _, a in episodes])
+    rel = np.concatenate(
+        [
+            (a[:, :2][np.arange(len(a) - H + 1)[:, None] + np.arange(H)] - s[: len(a) - H + 1, None, 1:3]).reshape(
+                -1, 2
+            )
+            for s, a in episodes
+            if len(a) >= H
+        ]
+    )
+    assert len(rel) == (40 - H + 1 + 2500 - H + 1) * H
+    for got, want in ((stats["observation.state"], state), (stats["action"], action), (relative["arm"], rel)):
+        np.testing.assert_allclose(got["mean"], want.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(got["std"], want.std(0), rtol=1e-12)
+        np.testing.assert_array_equal(got["min"], want.min(0))
+        np.testing.assert_array_equal(got["max"], want.max(0))
+        np.testing.assert_array_equal(got["q01"], np.quantile(want, 0.01, axis=0))
+        np.testing.assert_array_equal(got["q99"], np.quantile(want, 0.99, axis=0))
+
+
+def test_relative_chunks_in_blocks_equal_one_block() -> None:
+    rng = np.random.default_rng(1)
+    action, state = rng.normal(size=(100, 3)), rng.normal(size=(100, 3))
+    whole = np.concatenate(list(relative_chunks(action, state, 8, block=10_000)))
+    blocks = list(relative_chunks(action, state, 8, block=16))
+    assert len(blocks) == 6 and all(len(b) <= 16 * 8 for b in blocks)
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+    np.testing.assert_array_equal(whole[8 * 10 + 3], action[13] - state[10])  # anchor 10, offset 3
