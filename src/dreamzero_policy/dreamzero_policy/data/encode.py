@@ -1,11 +1,12 @@
-"""Pass 2: the camera frames the episode plans selected, decoded once and H.264-encoded, one thread per camera.
+"""Camera frames to H.264: one encoder thread per camera, fed in order, decoding on spare cores.
 
-The calling thread reads the bag in log-time order, skips every frame the grid did not select
-without deserialising it, and hands the selected messages to their camera's worker through a
-bounded queue (at most :data:`QUEUE_DEPTH` messages in flight per camera, so memory does not grow
-with bag length). The worker decodes the frame once, resizes it and feeds every episode writer
-that uses it. ``cv2.imdecode``/``resize`` and the codec release the GIL, so cameras decode and
-encode in parallel with each other and with the bag reader.
+Used by pass 2 (``encode_selected``) and by the single-pass path (``live.py``). The calling
+thread reads the bag and hands each selected message to its camera's worker through a bounded
+queue (at most :data:`QUEUE_DEPTH` messages in flight per camera, so memory does not grow with
+bag length); frames off the grid are never deserialised. The worker decodes the frame once (or
+takes it from the decode pool, which works ahead on machines with more cores than cameras),
+resizes it and feeds every episode writer that uses it. ``cv2.imdecode``/``resize`` and the codec
+release the GIL, so cameras decode and encode in parallel with each other and with the reader.
 
 A worker's failure stops the read at the next message and is re-raised on the calling thread,
 naming the bag, the topic and the message ordinal; every writer is then aborted.
@@ -13,9 +14,11 @@ naming the bag, the topic and the message ordinal; every writer is then aborted.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,11 @@ class FrameDecoder:
         self._flag: int | None = None  # cv2 reduced-decode flag once the source size is known
         self._known = False
 
+    @property
+    def ready(self) -> bool:
+        """True once a frame decodes the same whatever frames came before (safe to decode in parallel)."""
+        return not self.compressed or self.size is None or self._known
+
     def _choose(self, src_w: int, src_h: int) -> None:
         self._known = True
         if self.size is None:
@@ -86,6 +94,17 @@ class _Item:
     ordinal: int
     msg: Any
     targets: list[Target]
+    frame: Future[np.ndarray] | None = None  # decoded in the shared pool, or None: decode in order
+
+
+def decode_pool(cameras: int) -> ThreadPoolExecutor | None:
+    """Threads that decode frames ahead of the camera workers, on machines with cores to spare.
+
+    Each camera's worker encodes in order (H.264 is sequential); decoding is not, so with more
+    cores than cameras the spare ones decode upcoming frames. None where every core is taken.
+    """
+    spare = (os.cpu_count() or 1) - cameras - 1  # one core reads the bag
+    return ThreadPoolExecutor(max_workers=spare, thread_name_prefix="decode") if spare > 0 else None
 
 
 @dataclass
@@ -95,6 +114,7 @@ class CameraWorker:
     bag_path: Path
     topic: str
     decoder: FrameDecoder
+    pool: ThreadPoolExecutor | None = None
     inbox: queue.Queue[_Item | None] = field(default_factory=lambda: queue.Queue(maxsize=QUEUE_DEPTH))
     error: BaseException | None = None
     cancelled: bool = False
@@ -112,7 +132,7 @@ class CameraWorker:
             if self.error is not None or self.cancelled:
                 continue  # keep draining so the reader never blocks on a full queue
             try:
-                rgb = self.decoder.decode(item.msg)
+                rgb = item.frame.result() if item.frame is not None else self.decoder.decode(item.msg)
                 for t in item.targets:
                     t.writer.write(rgb, t.repeat)
             except DatasetError as exc:
@@ -125,7 +145,8 @@ class CameraWorker:
     def put(self, ordinal: int, msg: Any, targets: list[Target]) -> None:
         if self.error is not None:
             raise self.error
-        self.inbox.put(_Item(ordinal, msg, targets))
+        frame = self.pool.submit(self.decoder.decode, msg) if self.pool is not None and self.decoder.ready else None
+        self.inbox.put(_Item(ordinal, msg, targets, frame))
 
     def stop(self, cancel: bool = False) -> None:
         """Finish (or, with ``cancel``, drop) the queued frames and join the thread."""
@@ -148,7 +169,8 @@ def encode_selected(
     bag order). Writers are neither closed nor aborted here; the caller owns them. Raises the first
     worker error, or the reader's :class:`BagReadError`.
     """
-    workers = {t: CameraWorker(bag.path, t, decoders[t]) for t in wanted}
+    pool = decode_pool(len(wanted))
+    workers = {t: CameraWorker(bag.path, t, decoders[t], pool) for t in wanted}
     for w in workers.values():
         w.start()
     ordinal = dict.fromkeys(wanted, -1)
@@ -166,6 +188,8 @@ def encode_selected(
     finally:
         for w in workers.values():
             w.stop(cancel=not ok)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     for w in workers.values():
         if w.error is not None:
             raise w.error

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dreamzero_policy.data.encode import CameraWorker, FrameDecoder, Target
+from dreamzero_policy.data.encode import CameraWorker, FrameDecoder, Target, decode_pool
 from dreamzero_policy.data.layout import video_path
 from dreamzero_policy.data.mapping import Mapping
 from dreamzero_policy.data.plan import EpisodePlan
@@ -63,12 +63,13 @@ class LiveVideo:
         self.series: list[SeriesBuilder] = []
         self._types = {t: info.msgtype for t, info in bag.topics().items()}
         self.cameras: dict[str, _Camera] = {}
+        self._pool = decode_pool(len({v.topic for v in mapping.video}))
         for v in mapping.video:
             size = (v.width, v.height) if v.width and v.height else None
             w = VideoWriter(video_path(stage, episode, v.key), mapping.fps, mapping.video_encoding, size)
             cam = self.cameras.get(v.topic)
             if cam is None:
-                worker = CameraWorker(bag.path, v.topic, decoders[v.topic])
+                worker = CameraWorker(bag.path, v.topic, decoders[v.topic], self._pool)
                 cam = self.cameras[v.topic] = _Camera(v.topic, [], worker)
             cam.writers.append((v.key, w))
         self.start: int | None = None
@@ -202,6 +203,8 @@ class LiveVideo:
             cam.worker.stop(cancel=self.abandoned is not None)
             if cam.worker.error is not None:
                 self.abandon(str(cam.worker.error))
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
         if not self.abandoned:
             self._check(plans)
         sizes: dict[str, tuple[int, int]] = {}

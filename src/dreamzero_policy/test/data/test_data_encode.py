@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import av
@@ -112,3 +113,46 @@ def test_data_encode_settings_reach_the_encoder(tmp_path: Path) -> None:
         mapping_from_dict(mapping_dict(spec, video_encoding={"crf": 60}))
     with pytest.raises(MappingError, match="did you mean 'tune'"):
         mapping_from_dict(mapping_dict(spec, video_encoding={"tunes": "film"}))
+
+
+def test_decode_pool_only_gets_frames_whose_decode_does_not_depend_on_order(tmp_path: Path) -> None:
+    # The first JPEG of a resized camera is decoded in full to learn the source size; later ones
+    # at reduced DCT scale. Sent to the pool before that, a frame's pixels would depend on timing.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dreamzero_policy.data.encode import CameraWorker, Target
+    from dreamzero_policy.data.mapping import VideoEncoding
+    from dreamzero_policy.data.video import VideoWriter, read_video
+
+    class CountingPool(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args: object, **kwargs: object):  # type: ignore[override]
+            CountingPool.submitted += 1
+            return super().submit(*args, **kwargs)
+
+    ts = make_typestore()
+    msgs = []
+    for i in range(6):
+        _ok, buf = cv2.imencode(".jpg", _textured(96, 128, seed=i), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        msgs.append(ts.types["sensor_msgs/msg/CompressedImage"](header=None, format="jpeg", data=buf.reshape(-1)))
+    decoder = FrameDecoder(True, (32, 24))
+    assert not decoder.ready and FrameDecoder(True, None).ready and FrameDecoder(False, (32, 24)).ready
+    pool = CountingPool(max_workers=4)
+    writer = VideoWriter(tmp_path / "v.mp4", 15.0, VideoEncoding(), (32, 24))
+    worker = CameraWorker(tmp_path, "/cam", decoder, pool)
+    worker.put(0, msgs[0], [Target(writer, 1)])  # not started yet: nothing can have been decoded
+    assert CountingPool.submitted == 0
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not decoder.ready and time.monotonic() < deadline:  # the worker decodes frame 0 in order
+        time.sleep(0.001)
+    assert decoder.ready, worker.error
+    for i, m in enumerate(msgs[1:], 1):
+        worker.put(i, m, [Target(writer, 1)])
+    worker.stop()
+    pool.shutdown()
+    writer.close()
+    assert worker.error is None and CountingPool.submitted == 5
+    frames = read_video(tmp_path / "v.mp4")
+    assert frames.shape == (6, 24, 32, 3)

@@ -103,3 +103,42 @@ def test_single_pass_split_by_topic_uses_pass_two(tmp_path: Path) -> None:
     spec = SynthSpec(duration_s=3.0, cameras=CAMS[:1], instructions=((0.1, "pick"), (1.5, "place")), seed=11)
     _, _, passes = _convert_both(tmp_path, spec, episodes={"split": "instruction_topic", "topic": "/instruction"})
     assert passes[0] == "second (single pass needs episodes.split: bag)"
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_decode_pool_output_equals_in_order_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, single: bool
+) -> None:
+    # With cores to spare, frames are decoded ahead in a pool. JPEGs larger than the video are
+    # decoded at reduced DCT scale once the first frame gave the size; the result must not depend
+    # on which thread decoded what, so it equals the pool-less conversion bit for bit.
+    from dreamzero_policy.data import encode
+
+    spec = SynthSpec(duration_s=1.5, cameras=(Camera("/cam0/image", "jpeg", 128, 96), CAMS[0]), seed=12)
+    write_bag(tmp_path / "bag", spec)
+    overrides = {
+        "video": {
+            "view0": {"topic": "/cam0/image", "width": 32, "height": 24},
+            "view1": {"topic": "/cam0/image", "width": 64, "height": 48},
+        }
+    }
+    mapping = mapping_from_dict(mapping_dict(spec, **overrides))
+    opts = ConvertOptions(progress=False, single_pass=single)
+    pools: list[object] = []
+    real_pool = encode.decode_pool
+
+    def spy(cameras: int) -> object:
+        pools.append(real_pool(cameras))
+        return pools[-1]
+
+    monkeypatch.setattr(encode.os, "cpu_count", lambda: 1)
+    convert([tmp_path / "bag"], mapping, tmp_path / "serial", opts)
+    monkeypatch.setattr(encode.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(encode, "decode_pool", spy)
+    if single:
+        from dreamzero_policy.data import live
+
+        monkeypatch.setattr(live, "decode_pool", spy)
+    convert([tmp_path / "bag"], mapping, tmp_path / "pooled", opts)
+    assert pools and all(p is not None for p in pools)
+    _assert_same_dataset(tmp_path / "serial", tmp_path / "pooled")
