@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -150,7 +151,17 @@ def convert(
     bags: Sequence[Path], mapping: Mapping, output: Path, options: ConvertOptions | None = None
 ) -> ConvertResult:
     """Convert ``bags`` into a dataset at ``output``. Raises a DatasetError subclass on failure."""
-    opts = options or ConvertOptions()
+    threads = cv2.getNumThreads()
+    # Work is already spread over the camera workers and the decode pool; OpenCV's own thread
+    # pool inside each small resize/colour conversion only adds contention on many-core machines.
+    cv2.setNumThreads(1)
+    try:
+        return _convert(bags, mapping, output, options or ConvertOptions())
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: ConvertOptions) -> ConvertResult:
     bags = [Path(b) for b in bags]
     if not bags:
         raise MappingError("no input bags given")
