@@ -28,7 +28,7 @@ from dreamzero_policy.data.encode import FrameDecoder, Target, encode_selected
 from dreamzero_policy.data.episodes import EpisodeWindow, from_instruction_topic, from_run_task, resolve_instruction
 from dreamzero_policy.data.index import BagIndex, build_index
 from dreamzero_policy.data.layout import DatasetWriter, video_path
-from dreamzero_policy.data.live import LiveVideo
+from dreamzero_policy.data.live import LiveConversion
 from dreamzero_policy.data.mapping import Mapping
 from dreamzero_policy.data.plan import EpisodePlan, column_layout, plan_episode
 from dreamzero_policy.data.stats import StatsAccumulator
@@ -101,12 +101,34 @@ def make_decoders(mapping: Mapping, bag: Bag) -> dict[str, FrameDecoder]:
     return decoders
 
 
-def _live_video(bag: Bag, mapping: Mapping, episode: int, stage: Path, enabled: bool) -> LiveVideo | None:
-    """The single-pass video path, where it applies: one bag = one episode, every camera present."""
+def _live(bag: Bag, mapping: Mapping, episode: int, stage: Path, enabled: bool) -> LiveConversion | None:
+    """The single pass, where it applies: one bag = one episode, every camera present."""
     topics = bag.topics()
     if not enabled or mapping.episodes.split != "bag" or any(v.topic not in topics for v in mapping.video):
         return None
-    return LiveVideo(bag, mapping, episode, stage, make_decoders(mapping, bag))
+    return LiveConversion(bag, mapping, episode, stage, make_decoders(mapping, bag))
+
+
+def _index(bag: Bag, mapping: Mapping, opts: ConvertOptions, live: LiveConversion | None) -> BagIndex:
+    with tqdm(
+        total=bag.expected_count(_index_topics(mapping)),
+        desc=f"{bag.path.name}: " + ("index + video" if live is not None else "index"),
+        unit="msg",
+        disable=not opts.progress,
+        leave=False,
+    ) as bar:
+        return build_index(bag, mapping, bar.update, live)
+
+
+def _episode_extra(bag_path: Path, start_ns: int, end_ns: int, window: EpisodeWindow) -> dict[str, Any]:
+    extra: dict[str, Any] = {"video_only": False, "source_bag": str(bag_path), "start_ns": start_ns, "end_ns": end_ns}
+    if window.outcome:
+        extra["outcome"] = window.outcome
+    return extra
+
+
+def _video_only_reason(index: BagIndex) -> str:
+    return f"action topics not recorded: {sorted(set(index.missing_action_topics))}"
 
 
 def _no_live_reason(mapping: Mapping, opts: ConvertOptions) -> str:
@@ -182,16 +204,9 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
         sizes: dict[str, tuple[int, int]] = {}
         for bag_path in bags:
             with Bag(bag_path, typestore) as bag:
-                live = _live_video(bag, mapping, len(writer.episodes), writer.stage, opts.single_pass)
+                live = _live(bag, mapping, len(writer.episodes), writer.stage, opts.single_pass)
                 try:
-                    with tqdm(
-                        total=bag.expected_count(_index_topics(mapping)),
-                        desc=f"{bag_path.name}: index",
-                        unit="msg",
-                        disable=not opts.progress,
-                        leave=False,
-                    ) as bar:
-                        index = build_index(bag, mapping, bar.update, live)
+                    index = _index(bag, mapping, opts, live)
                     bag_reports.append(
                         {
                             "bag": str(bag_path),
@@ -211,30 +226,49 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
                             f"{bag_path}: column widths differ from the first bag ({layout}); check names/indices"
                         )
                     assert stats is not None
+                    episode = live.finish() if live is not None else None
+                    if episode is not None:
+                        bag_reports[-1]["video_pass"] = "single (video and rows streamed while indexing)"
+                        sizes.update(episode.sizes)
+                        window = EpisodeWindow(None, None, None)
+                        text = resolve_instruction(
+                            window, mapping, bag_path, index.instruction_events, opts.instruction
+                        )
+                        extra = _episode_extra(bag_path, episode.grid_start, episode.grid_end, window)
+                        if episode.video_only:
+                            extra["video_only"] = True
+                            extra["video_only_reason"] = _video_only_reason(index)
+                        ep = len(writer.episodes)
+                        width = sum(end - start for start, end in layout[1].values())
+                        writer.write_episode_blocks(ep, text, episode.blocks(width), extra)
+                        stats.add_blocks(
+                            (st, None if episode.video_only else ac) for st, ac, _ in episode.blocks(width)
+                        )
+                        episode.remove()
+                        episode_reports.append(
+                            {
+                                "episode_index": ep,
+                                **extra,
+                                "frames": episode.length,
+                                "streams": [r.as_dict() for r in episode.reports],
+                            }
+                        )
+                        continue
+                    why = live.abandoned if live is not None else _no_live_reason(mapping, opts)
+                    bag_reports[-1]["video_pass"] = f"second ({why})"
+                    if live is not None:  # the single pass kept no samples: index the bag again
+                        index = _index(bag, mapping, opts, None)
                     plans = _plan_episodes(index, mapping, bag_path, len(writer.episodes), opts, skipped)
-                    streamed = live.finish(plans) if live is not None else None
-                    if streamed is not None:
-                        sizes.update(streamed)
-                        bag_reports[-1]["video_pass"] = "single (encoded while indexing)"
-                    else:
-                        sizes.update(_encode_videos(bag, mapping, plans, writer.stage, opts.progress))
-                        why = live.abandoned if live is not None else _no_live_reason(mapping, opts)
-                        bag_reports[-1]["video_pass"] = f"second ({why})"
+                    sizes.update(_encode_videos(bag, mapping, plans, writer.stage, opts.progress))
                 except BaseException:
                     if live is not None:
                         live.discard()
                     raise
                 for ep, plan in plans:
-                    extra = {
-                        "video_only": plan.video_only_reason is not None,
-                        "source_bag": str(bag_path),
-                        "start_ns": int(plan.grid[0]),
-                        "end_ns": int(plan.grid[-1]),
-                    }
+                    extra = _episode_extra(bag_path, int(plan.grid[0]), int(plan.grid[-1]), plan.window)
                     if plan.video_only_reason:
+                        extra["video_only"] = True
                         extra["video_only_reason"] = plan.video_only_reason
-                    if plan.window.outcome:
-                        extra["outcome"] = plan.window.outcome
                     writer.write_episode(ep, plan.instruction, plan.state, plan.action, plan.sync, extra)
                     stats.add(plan.state, None if plan.video_only_reason else plan.action)
                     episode_reports.append(

@@ -16,10 +16,10 @@ import numpy as np
 from dreamzero_policy.core.errors import MappingError
 from dreamzero_policy.data.bagio import Bag, header_stamp_ns
 from dreamzero_policy.data.mapping import Mapping
-from dreamzero_policy.data.streams import Series, SeriesBuilder, drop_non_increasing
+from dreamzero_policy.data.streams import DISCARD, Series, SeriesBuilder, drop_non_increasing
 
 if TYPE_CHECKING:
-    from dreamzero_policy.data.live import LiveVideo
+    from dreamzero_policy.data.live import LiveConversion
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
@@ -39,7 +39,7 @@ class BagIndex:
 
 
 def build_index(
-    bag: Bag, mapping: Mapping, progress: Callable[[int], None] | None = None, live: LiveVideo | None = None
+    bag: Bag, mapping: Mapping, progress: Callable[[int], None] | None = None, live: LiveConversion | None = None
 ) -> BagIndex:
     """Read the mapped topics once; raises MappingError when the bag does not fit the mapping.
 
@@ -81,20 +81,26 @@ def build_index(
     elif ep.split == "run_task":
         need(str(ep.topic), "episode", ("action_msgs/msg/GoalStatusArray",))
 
-    if live is not None:
-        required = [b for blist in builders.values() for role, b in blist if role == "state" or not missing_actions]
-        live.require(required, not missing_actions and any(a.next_state for a in mapping.action))
+    if live is not None:  # index order, which is also the order of the two-pass plan's keys
+        pairs = [(role, b) for blist in builders.values() for role, b in blist]
+        live.require([(r, b) for r, b in pairs if r == "state" or not missing_actions], bool(missing_actions))
+        for _, b in pairs:
+            if b.sink is None:  # actions of a video-only episode: nothing keeps them
+                b.sink = DISCARD
     video_topics = {v.topic for v in mapping.video}
     stamps: dict[str, list[int]] = {t: [] for t in video_topics}
+    ordinals = dict.fromkeys(video_topics, 0)
     index = BagIndex({}, {}, {}, missing_actions, topics={t: (i.msgtype, i.count) for t, i in topics.items()})
     wanted = video_topics | set(builders) | {t for t in (ins_topic, ep.topic) if t}
     for conn, log_t, raw in bag.read(wanted, progress):
         topic = conn.topic
         if topic in video_topics:
             stamp = header_stamp_ns(raw)
-            stamps[topic].append(stamp)
-            if live is not None:
-                live.camera(topic, len(stamps[topic]) - 1, stamp, raw)
+            if live is None:
+                stamps[topic].append(stamp)
+            else:  # the single pass keeps no per-frame state here; the ordinal still counts every message
+                live.camera(topic, ordinals[topic], stamp, raw)
+            ordinals[topic] += 1
         if topic in builders:
             msg = bag.deserialize(raw, conn.msgtype)
             for _, b in builders[topic]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -100,26 +101,68 @@ class DatasetWriter:
         extra: dict[str, Any],
     ) -> None:
         """Write one episode's parquet; ``sync['stamp_ns']`` is the (T,) grid, other entries per key."""
-        n = len(sync["stamp_ns"])
+        self.write_episode_blocks(episode, instruction, [(state, action, sync)], extra)
+
+    def write_episode_blocks(
+        self,
+        episode: int,
+        instruction: str,
+        blocks: Iterable[tuple[np.ndarray | None, np.ndarray | None, dict[str, np.ndarray]]],
+        extra: dict[str, Any],
+    ) -> None:
+        """Write one episode from consecutive (state, action, sync) row blocks, one parquet row group each.
+
+        A long episode streamed from disk (``live.py``) is never held in memory as a whole.
+        """
         task = self.task_index(instruction)
+        path = data_path(self.stage, episode)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n = 0
+        out: pq.ParquetWriter | None = None
+        try:
+            for state, action, sync in blocks:
+                rows = len(sync["stamp_ns"])
+                if rows == 0:
+                    continue
+                table = pa.table(self._columns(episode, task, instruction, n, rows, state, action, sync))
+                if out is None:
+                    out = pq.ParquetWriter(path, table.schema, compression="zstd")
+                out.write_table(table)
+                n += rows
+        finally:
+            if out is not None:
+                out.close()
+        if n == 0:
+            raise DatasetError(f"episode {episode} has no frames")
+        self.total_frames += n
+        self.episodes.append({"episode_index": episode, "tasks": [instruction], "length": n, **extra})
+
+    def _columns(
+        self,
+        episode: int,
+        task: int,
+        instruction: str,
+        first: int,
+        n: int,
+        state: np.ndarray | None,
+        action: np.ndarray | None,
+        sync: dict[str, np.ndarray],
+    ) -> dict[str, pa.Array]:
+        frames = np.arange(first, first + n, dtype=np.int64)
         cols: dict[str, pa.Array] = {}
         if state is not None:
             cols["observation.state"] = _vector_column(state)
         if action is not None:
             cols["action"] = _vector_column(action)
-        cols["timestamp"] = pa.array((np.arange(n) / self.mapping.fps).astype(np.float32))
-        cols["frame_index"] = pa.array(np.arange(n, dtype=np.int64))
+        cols["timestamp"] = pa.array((frames / self.mapping.fps).astype(np.float32))
+        cols["frame_index"] = pa.array(frames)
         cols["episode_index"] = pa.array(np.full(n, episode, np.int64))
-        cols["index"] = pa.array(np.arange(self.total_frames, self.total_frames + n, dtype=np.int64))
+        cols["index"] = pa.array(frames + self.total_frames)
         cols["task_index"] = pa.array(np.full(n, task, np.int64))
         cols[LANGUAGE_COLUMN] = pa.array([instruction] * n, pa.string())
         for key, stamps in sync.items():
             cols["sync.stamp_ns" if key == "stamp_ns" else f"sync.{key}.stamp_ns"] = pa.array(stamps.astype(np.int64))
-        path = data_path(self.stage, episode)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table(cols), path, compression="zstd")
-        self.total_frames += n
-        self.episodes.append({"episode_index": episode, "tasks": [instruction], "length": n, **extra})
+        return cols
 
     def _features(
         self, state_names: list[str], action_names: list[str], sizes: dict[str, tuple[int, int]]

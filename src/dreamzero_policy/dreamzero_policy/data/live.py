@@ -1,103 +1,338 @@
-"""Single-pass video: encode the camera frames while pass 1 reads the bag (``episodes.split: bag``).
+"""Single pass: a one-episode bag (``episodes.split: bag``) converted while pass 1 reads it.
 
-Pass 2 reads the whole bag a second time, which alone costs about as much as the raw read. When
-the bag is one episode the grid can be followed while pass 1 runs: it starts at the latest first
-sample over the required streams, and tick ``k`` is final once every required stream has a sample
-at or after it (one tick later when actions read the next state). Each camera's nearest frame to a
-final tick then goes to the same camera workers pass 2 uses.
+The two-pass path keeps every stamp and low-dimensional sample of the bag, plans the episode
+(``plan.py``), then reads the bag again for the frames. Here the grid is followed as the bag is
+read: it starts at the latest first sample over the required streams, and tick ``k`` is final once
+the grid's end (the earliest newest sample) has passed it and every key can name its nearest
+sample. For a final tick each camera's nearest frame goes to the camera encoders and each key's
+nearest sample becomes a row, spilled to disk in blocks. Only samples near the newest tick are
+held, so memory stays flat in bag length.
 
-The batch plan (``plan.py``) stays the only source of truth. After pass 1 the streamed selection
-is compared with the plan's; on any difference (stamps that are not monotonic, a chunk replacing
-an earlier one, gaps, a bad frame...) the streamed videos are deleted and pass 2 runs as before,
-so this path can make conversion faster but never different.
+The rules are the batch ones (``align.py``, ``streams.py``): samples whose stamp does not increase
+are dropped, a newer action chunk replaces an older one from its first step on, ties go to the
+earlier sample. What this path does not handle it hands back instead of guessing: chunks arriving
+out of issue order, a gap beyond tolerance, a too-short episode, a stream lagging far behind, a
+frame that does not decode. The caller then runs the two-pass path, which produces the dataset or
+the error exactly as before. Tests convert bags both ways and compare the results.
 """
 
 from __future__ import annotations
 
-from array import array
+import shutil
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dreamzero_policy.data.align import AlignReport
 from dreamzero_policy.data.encode import CameraWorker, FrameDecoder, Target, decode_pool
 from dreamzero_policy.data.layout import video_path
 from dreamzero_policy.data.mapping import Mapping
-from dreamzero_policy.data.plan import EpisodePlan
 from dreamzero_policy.data.streams import SeriesBuilder
 from dreamzero_policy.data.video import VideoWriter
 
 MAX_BUFFERED = 256  # camera messages held per camera waiting for the grid; more means a stream lags far behind
+MAX_SAMPLES = 8192  # low-dimensional samples held per series, likewise
+BLOCK_ROWS = 4096  # rows per block spilled to disk
+
+
+class _Abandon(Exception):
+    """This bag needs the two-pass path; the message says why."""
+
+
+class _Camera:
+    """One camera topic: buffered messages (strictly increasing stamps), the frame of the current tick."""
+
+    def __init__(self, topic: str, worker: CameraWorker) -> None:
+        self.topic, self.worker = topic, worker
+        self.writers: list[tuple[str, VideoWriter]] = []  # (video key, its writer)
+        self.frames: deque[tuple[int, int, Any]] = deque()  # (stamp, ordinal, raw)
+        self.first: int | None = None
+        self.last: int | None = None  # newest kept stamp; older or equal ones are dropped, as in pass 1
+        self.kept = self.dropped = 0
+        self.stamp = 0  # stamp of the frame selected for the current tick
+        self.pending: tuple[int, Any, int] | None = None  # (ordinal, raw, repeat) not yet sent to the worker
+
+    def add(self, stamp: int, ordinal: int, raw: Any) -> None:
+        if self.last is not None and stamp <= self.last:
+            self.dropped += 1
+            return
+        if self.first is None:
+            self.first = stamp
+        self.last = stamp
+        self.kept += 1
+        self.frames.append((stamp, ordinal, raw))
+
+    def select(self, tick: int) -> tuple[int, Any] | None:
+        """Nearest frame to ``tick`` (ties to the earlier one); returns (ordinal, raw) if it is a new frame."""
+        frames = self.frames
+        right = next((i for i, f in enumerate(frames) if f[0] >= tick), len(frames) - 1)
+        left = max(right - 1, 0)
+        pick = left if abs(tick - frames[left][0]) <= abs(frames[right][0] - tick) else right
+        for _ in range(pick):
+            frames.popleft()  # later ticks never pick an earlier frame
+        self.stamp, ordinal, raw = frames[0]
+        if self.pending is not None and self.pending[0] == ordinal:
+            self.pending = (ordinal, raw, self.pending[2] + 1)  # a held frame: encoded again, decoded once
+            return None
+        return ordinal, raw
+
+
+class _Series:
+    """One required low-dimensional series, fed by its builder: final samples in time order."""
+
+    def __init__(self, builder: SeriesBuilder) -> None:
+        self.key, self.topic = builder.spec.key, builder.spec.topic
+        self.offset = builder.offset_ns
+        self.time_source = "receive" if builder.receive_time else "header"
+        self.times: deque[int] = deque()
+        self.rows: deque[np.ndarray] = deque()
+        self.first: int | None = None
+        self.last: int | None = None
+        self.kept = self.dropped = 0
+        self.ended = False
+        self._pending: tuple[np.ndarray, np.ndarray, int] | None = None  # newest chunk: a later one may cut it
+
+    def sample(self, stamp: int, row: np.ndarray) -> None:
+        if self.last is not None and stamp <= self.last:
+            self.dropped += 1
+            return
+        if self.first is None:
+            self.first = stamp
+        self.last = stamp
+        self.kept += 1
+        self.times.append(stamp)
+        self.rows.append(row)
+        if len(self.times) > MAX_SAMPLES:
+            raise _Abandon(f"{self.topic}: over {MAX_SAMPLES} samples waiting for another stream to catch up")
+
+    def chunk(self, times: np.ndarray, values: np.ndarray, issue_ns: int) -> None:
+        if self._pending is not None:
+            p_times, p_values, p_issue = self._pending
+            if issue_ns < p_issue:
+                raise _Abandon(f"{self.topic}: chunks arrive out of issue order")
+            keep = p_times < times[0]  # the newer chunk replaces the older one from its first step on
+            for t, row in zip(p_times[keep].tolist(), p_values[keep], strict=True):
+                self.sample(t, row)
+        self._pending = (times, values, issue_ns)
+
+    def end(self) -> None:
+        if self._pending is not None:
+            for t, row in zip(self._pending[0].tolist(), self._pending[1], strict=True):
+                self.sample(t, row)
+            self._pending = None
+        self.ended = True
+
+    def nearest(self, query: int) -> int | None:
+        """Index of the nearest final sample (ties to the earlier), or None while a nearer one may come."""
+        right = next((i for i, t in enumerate(self.times) if t >= query), None)
+        if right is None:
+            if not self.ended or not self.times:
+                return None
+            right = len(self.times) - 1
+        left = max(right - 1, 0)
+        return left if abs(query - self.times[left]) <= abs(self.times[right] - query) else right
+
+    def prune(self, query: int) -> None:
+        """Forget samples that no query at or after ``query`` can pick."""
+        while len(self.times) > 1 and self.times[1] <= query:
+            self.times.popleft()
+            self.rows.popleft()
+
+
+class _Sink:
+    """What a builder feeds in streaming mode; turns the single pass's give-ups into ``abandon``."""
+
+    def __init__(self, live: LiveConversion, series: _Series) -> None:
+        self.live, self.series = live, series
+
+    def sample(self, stamp: int, row: np.ndarray) -> None:
+        if not self.live.abandoned:
+            try:
+                self.series.sample(stamp, row)
+            except _Abandon as exc:
+                self.live.abandon(str(exc))
+
+    def chunk(self, times: np.ndarray, values: np.ndarray, issue_ns: int) -> None:
+        if not self.live.abandoned:
+            try:
+                self.series.chunk(times, values, issue_ns)
+            except _Abandon as exc:
+                self.live.abandon(str(exc))
 
 
 @dataclass
-class _Camera:
-    """One camera topic: its buffered messages (strictly increasing stamps) and what was selected."""
+class _Column:
+    """One dataset key read at every tick: where from, its sync stamp, its alignment report."""
 
+    sync_key: str  # "video.<key>", "state.<key>", "action.<key>"
+    report_key: str
     topic: str
-    writers: list[tuple[str, VideoWriter]]  # (video key, its writer)
-    worker: CameraWorker
-    frames: deque[tuple[int, int, Any]] = field(default_factory=deque)  # (stamp, ordinal, raw)
-    last_stamp: int | None = None  # newest kept stamp (older or equal ones are dropped, like pass 1)
-    first_stamp: int | None = None
-    selected: array[int] = field(default_factory=lambda: array("q"))  # ordinal per emitted tick (compact)
-    pending: tuple[int, Any, int] | None = None  # (ordinal, raw, repeat) not yet sent to the worker
+    source: _Series | _Camera
+    ahead_ns: int = 0  # next-state actions read the state one period later
+    max_ns: int = 0
+    sum_s: float = 0.0
+    held: int = 0
+    stamp: int = 0
+    row: np.ndarray | None = None
+    query: int = 0
+    index: int = 0
+
+    def account(self, stamp: int, query: int, fps: float, tolerance_s: float) -> None:
+        err_ns = abs(stamp - query)
+        err_s = err_ns / 1e9
+        if err_s > tolerance_s + 1e-9:
+            raise _Abandon(f"{self.topic} ('{self.report_key}'): a frame beyond the tolerance")
+        self.stamp = stamp
+        self.max_ns = max(self.max_ns, err_ns)
+        self.sum_s += err_s
+        self.held += err_s > 0.5 / fps + 1e-9
+
+    def report(self, ticks: int) -> AlignReport:
+        src = self.source
+        return AlignReport(
+            key=self.report_key,
+            topic=self.topic,
+            samples=src.kept,
+            out_of_order=src.dropped,
+            max_error_s=self.max_ns / 1e9,
+            mean_error_s=self.sum_s / ticks if ticks else 0.0,
+            held=self.held,
+            time_source=src.time_source if isinstance(src, _Series) else "header",
+        )
 
 
-class LiveVideo:
-    """Follows one episode's grid during pass 1 and streams the selected frames to the encoders."""
+class _RowSpill:
+    """Per-tick rows (state, action, sync stamps) in blocks; full blocks are written to disk."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files: list[Path] = []
+        self.rows: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray]] = []
+
+    def append(self, state: np.ndarray | None, action: np.ndarray | None, sync: np.ndarray) -> None:
+        self.rows.append((state, action, sync))
+        if len(self.rows) == BLOCK_ROWS:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"rows_{len(self.files):05d}.npz"
+            np.savez(path, **self._arrays(self.rows))
+            self.files.append(path)
+            self.rows = []
+
+    @staticmethod
+    def _arrays(rows: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray]]) -> dict[str, np.ndarray]:
+        out = {"sync": np.stack([r[2] for r in rows])}
+        for i, name in ((0, "state"), (1, "action")):
+            parts = [r[i] for r in rows]
+            if parts[0] is not None:
+                out[name] = np.stack(parts)  # type: ignore[arg-type]
+        return out
+
+    def blocks(self) -> Iterator[dict[str, np.ndarray]]:
+        for path in self.files:
+            with np.load(path) as data:
+                yield {k: data[k] for k in data.files}
+        if self.rows:
+            yield self._arrays(self.rows)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass
+class LiveEpisode:
+    """The single pass's episode: grid, reports, video sizes and the spilled rows."""
+
+    grid_start: int
+    grid_end: int
+    length: int
+    video_only: bool
+    sizes: dict[str, tuple[int, int]]
+    reports: list[AlignReport]
+    sync_keys: list[str]
+    spill: _RowSpill = field(repr=False)
+
+    def blocks(self, action_width: int) -> Iterator[tuple[np.ndarray | None, np.ndarray | None, dict[str, np.ndarray]]]:
+        """(state, action, sync) row blocks in frame order; a video-only episode gets NaN actions."""
+        for b in self.spill.blocks():
+            n = len(b["sync"])
+            action = np.full((n, action_width), np.nan) if self.video_only and action_width else b.get("action")
+            yield b.get("state"), action, {k: b["sync"][:, i] for i, k in enumerate(self.sync_keys)}
+
+    def remove(self) -> None:
+        """Delete the spilled rows (once the episode is written)."""
+        self.spill.remove()
+
+
+class LiveConversion:
+    """Follows one episode's grid during pass 1: frames to the encoders, rows to a spill."""
 
     def __init__(
-        self,
-        bag: Any,
-        mapping: Mapping,
-        episode: int,
-        stage: Path,
-        decoders: dict[str, FrameDecoder],
+        self, bag: Any, mapping: Mapping, episode: int, stage: Path, decoders: dict[str, FrameDecoder]
     ) -> None:
         self.bag, self.mapping, self.episode = bag, mapping, episode
         self.period = mapping.period_ns
-        self.lag = 0
-        self.series: list[SeriesBuilder] = []
         self._types = {t: info.msgtype for t, info in bag.topics().items()}
         self.cameras: dict[str, _Camera] = {}
         self._pool = decode_pool(len({v.topic for v in mapping.video}))
+        self.columns: list[_Column] = []
         for v in mapping.video:
-            size = (v.width, v.height) if v.width and v.height else None
-            w = VideoWriter(video_path(stage, episode, v.key), mapping.fps, mapping.video_encoding, size)
             cam = self.cameras.get(v.topic)
             if cam is None:
-                worker = CameraWorker(bag.path, v.topic, decoders[v.topic], self._pool)
-                cam = self.cameras[v.topic] = _Camera(v.topic, [], worker)
-            cam.writers.append((v.key, w))
+                cam = self.cameras[v.topic] = _Camera(
+                    v.topic, CameraWorker(bag.path, v.topic, decoders[v.topic], self._pool)
+                )
+            size = (v.width, v.height) if v.width and v.height else None
+            cam.writers.append(
+                (v.key, VideoWriter(video_path(stage, episode, v.key), mapping.fps, mapping.video_encoding, size))
+            )
+            self.columns.append(_Column(f"video.{v.key}", v.key, v.topic, cam))
+        self.series: list[_Series] = []
+        self.video_only = False
+        self.lag = 0
+        self.spill = _RowSpill(stage / f".rows-{episode:06d}")
         self.start: int | None = None
         self.ticks = 0
-        self.abandoned: str | None = None  # why the live path gave up (pass 2 will run)
+        self.abandoned: str | None = None  # why the single pass gave up (the two-pass path will run)
         self.finished = False
         for cam in self.cameras.values():
             cam.worker.start()
 
-    def require(self, builders: list[SeriesBuilder], next_state: bool) -> None:
-        """The series that bound the grid besides the cameras (state, and actions unless video-only).
+    def require(self, builders: list[tuple[str, SeriesBuilder]], video_only: bool) -> None:
+        """The series that take part besides the cameras: ("state" | "action", builder), in index order.
 
-        With ``next_state`` actions the plan drops the last frame (it has no next state), so a tick
-        is final only once the one after it is covered.
+        Each builder then feeds its samples here instead of keeping them. ``next_state`` actions
+        read the state one frame later, so the plan drops the last frame and a tick is final only
+        once the next one is covered too.
         """
-        self.series = list(builders)
-        self.lag = 1 if next_state else 0
+        self.video_only = video_only
+        by_key: dict[tuple[str, str], _Series] = {}
+        for role, b in builders:
+            series = by_key[(role, b.spec.key)] = _Series(b)
+            self.series.append(series)
+            b.sink = _Sink(self, series)
+        for role in ("state", "action"):  # batch order: state keys, then action keys, then next-state actions
+            for (r, key), series in by_key.items():
+                if r == role:
+                    self.columns.append(_Column(f"{role}.{key}", key, series.topic, series))
+        ahead = round(self.period)
+        for a in self.mapping.action if not video_only else ():
+            if a.next_state:
+                series = by_key[("state", a.next_state)]
+                name = f"action.{a.key} (next {a.next_state})"
+                self.columns.append(_Column(f"action.{a.key}", name, series.topic, series, ahead_ns=ahead))
+                self.lag = 1
 
     # -- feeding ----------------------------------------------------------------------------
 
     def camera(self, topic: str, ordinal: int, stamp: int, raw: Any) -> None:
+        if self.abandoned:
+            return
         cam = self.cameras[topic]
-        if self.abandoned or (cam.last_stamp is not None and stamp <= cam.last_stamp):
-            return  # dropped as out of order, exactly as pass 1 drops it
-        cam.last_stamp = stamp
-        if cam.first_stamp is None:
-            cam.first_stamp = stamp
-        cam.frames.append((stamp, ordinal, raw))
+        cam.add(stamp, ordinal, raw)
         if len(cam.frames) > MAX_BUFFERED:
             if self.start is None:
                 self._prune_before_start()
@@ -108,65 +343,74 @@ class LiveVideo:
         """Emit every tick that is now final."""
         if self.abandoned:
             return
+        try:
+            self._advance()
+        except _Abandon as exc:
+            self.abandon(str(exc))
+
+    def _advance(self) -> None:
         bounds = self._bounds()
         if bounds is None:
             return
         start, end = bounds
         if self.start is None:
             self.start = start
-        elif start != self.start:
-            self.abandon("a stream's first sample changed after the grid started")
-            return
+        fps, tol = self.mapping.fps, self.mapping.tolerance_s
         while (end - self.start) / self.period + 1e-9 >= self.ticks + self.lag:
             tick = self.start + round(self.ticks * self.period)
+            for c in self.columns:  # first make sure every key can decide
+                if isinstance(c.source, _Series):
+                    c.query = tick + c.ahead_ns + c.source.offset
+                    index = c.source.nearest(c.query)
+                    if index is None:
+                        return
+                    c.index = index
             for cam in self.cameras.values():
-                self._select(cam, tick)
-            self.ticks += 1
-            if self.abandoned:
+                fresh = cam.select(tick)
+                if fresh is not None:
+                    self._flush(cam)
+                    cam.pending = (*fresh, 1)
+            if self.abandoned:  # a frame did not decode
                 return
+            for c in self.columns:
+                if isinstance(c.source, _Camera):
+                    c.account(c.source.stamp, tick, fps, tol)
+                else:
+                    c.account(c.source.times[c.index], c.query, fps, tol)
+                    c.row = c.source.rows[c.index]
+            for s in self.series:
+                s.prune(min(c.query for c in self.columns if c.source is s))
+            self._emit(tick)
+            self.ticks += 1
+
+    def _emit(self, tick: int) -> None:
+        rows = {c.sync_key: c.row for c in self.columns}
+        state = np.concatenate([rows[f"state.{s.key}"] for s in self.mapping.state]) if self.mapping.state else None
+        action = None
+        if self.mapping.action and not self.video_only:
+            action = np.concatenate([rows[f"action.{a.key}"] for a in self.mapping.action])  # type: ignore[misc]
+        sync = np.array([tick, *(c.stamp for c in self.columns)], np.int64)
+        self.spill.append(state, action, sync)
 
     def _bounds(self) -> tuple[int, int] | None:
-        """(grid start, newest time every stream covers), or None until every stream has started."""
+        """(grid start, newest time every stream covers), or None until every stream has a final sample."""
         firsts, lasts = [], []
-        for cam in self.cameras.values():
-            if cam.first_stamp is None or cam.last_stamp is None:
+        for src in (*self.cameras.values(), *self.series):
+            if src.first is None or src.last is None:
                 return None
-            firsts.append(cam.first_stamp)
-            lasts.append(cam.last_stamp)
-        for b in self.series:
-            if b.first_ns is None or b.last_ns is None:
-                return None
-            firsts.append(b.first_ns - b.offset_ns)
-            lasts.append(b.last_ns - b.offset_ns)
+            offset = src.offset if isinstance(src, _Series) else 0
+            firsts.append(src.first - offset)
+            lasts.append(src.last - offset)
         return max(firsts), min(lasts)
 
     def _prune_before_start(self) -> None:
         """Drop frames that can never be nearest: the grid starts at or after every started stream's first."""
-        known = [c.first_stamp for c in self.cameras.values() if c.first_stamp is not None]
-        known += [b.first_ns - b.offset_ns for b in self.series if b.first_ns is not None]
+        known = [c.first for c in self.cameras.values() if c.first is not None]
+        known += [s.first - s.offset for s in self.series if s.first is not None]
         lower = max(known)
         for cam in self.cameras.values():
             while len(cam.frames) > 1 and cam.frames[1][0] <= lower:
                 cam.frames.popleft()
-
-    def _select(self, cam: _Camera, tick: int) -> None:
-        """Nearest kept frame to ``tick`` (ties to the earlier one), as ``align.nearest`` picks it."""
-        frames = cam.frames
-        right = next((i for i, f in enumerate(frames) if f[0] >= tick), None)
-        if right is None:  # cannot happen while the camera's newest stamp bounds the grid
-            self.abandon(f"{cam.topic}: no frame at or after a final tick")
-            return
-        left = max(right - 1, 0)
-        pick = left if tick - frames[left][0] <= frames[right][0] - tick else right
-        for _ in range(pick):
-            frames.popleft()  # later ticks never pick an earlier frame
-        _, ordinal, raw = frames[0]
-        cam.selected.append(ordinal)
-        if cam.pending is not None and cam.pending[0] == ordinal:
-            cam.pending = (ordinal, raw, cam.pending[2] + 1)  # a held frame: encoded again, decoded once
-            return
-        self._flush(cam)
-        cam.pending = (ordinal, raw, 1)
 
     def _flush(self, cam: _Camera) -> None:
         if cam.pending is None:
@@ -176,7 +420,7 @@ class LiveVideo:
         try:
             msg = self.bag.deserialize(raw, self._types[cam.topic])
             cam.worker.put(ordinal, msg, [Target(w, repeat) for _, w in cam.writers])
-        except Exception as exc:  # a bad frame: pass 2 reports it with the usual context
+        except Exception as exc:  # a bad frame: the two-pass path reports it with the usual context
             self.abandon(f"{cam.topic} message #{ordinal}: {exc}")
 
     def abandon(self, why: str) -> None:
@@ -185,17 +429,29 @@ class LiveVideo:
         for cam in self.cameras.values():
             cam.frames.clear()
             cam.pending = None
+        for s in self.series:
+            s.times.clear()
+            s.rows.clear()
 
     # -- outcome ----------------------------------------------------------------------------
 
-    def finish(self, plans: list[tuple[int, EpisodePlan]]) -> dict[str, tuple[int, int]] | None:
-        """Close the videos if they match the plan and return their sizes; otherwise delete them.
+    def finish(self) -> LiveEpisode | None:
+        """After pass 1: emit the last ticks, close the videos and return the episode.
 
-        Returns None when pass 2 has to run (``self.abandoned`` says why).
+        Returns None when the two-pass path has to run (``self.abandoned`` says why); the videos
+        and rows written so far are then deleted.
         """
         if self.finished:
-            raise RuntimeError("LiveVideo.finish called twice")
+            raise RuntimeError("LiveConversion.finish called twice")
         self.finished = True
+        if not self.abandoned:
+            for s in self.series:
+                s.end()
+            self.advance()
+        if not self.abandoned and self.start is None:
+            self.abandon("a required stream has no samples")
+        if not self.abandoned and self.ticks < max(self.mapping.min_episode_frames, 1):
+            self.abandon(f"only {self.ticks} frames")
         if not self.abandoned:
             for cam in self.cameras.values():
                 self._flush(cam)
@@ -205,8 +461,6 @@ class LiveVideo:
                 self.abandon(str(cam.worker.error))
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
-        if not self.abandoned:
-            self._check(plans)
         sizes: dict[str, tuple[int, int]] = {}
         writers = [kw for cam in self.cameras.values() for kw in cam.writers]
         if not self.abandoned:
@@ -223,24 +477,23 @@ class LiveVideo:
             for _, w in writers:
                 w.abort()
                 w.path.unlink(missing_ok=True)
+            self.spill.remove()
             return None
-        return sizes
+        assert self.start is not None
+        return LiveEpisode(
+            grid_start=self.start,
+            grid_end=self.start + round((self.ticks - 1) * self.period),
+            length=self.ticks,
+            video_only=self.video_only,
+            sizes=sizes,
+            reports=[c.report(self.ticks) for c in self.columns],
+            sync_keys=["stamp_ns", *(c.sync_key for c in self.columns)],
+            spill=self.spill,
+        )
 
     def discard(self) -> None:
-        """Stop the workers and delete the videos (conversion of this bag failed)."""
+        """Stop the workers and delete what was written (conversion of this bag failed)."""
         if not self.finished:
             self.abandon("conversion failed")
-            self.finish([])
-
-    def _check(self, plans: list[tuple[int, EpisodePlan]]) -> None:
-        if len(plans) != 1 or plans[0][0] != self.episode:
-            self.abandon("the bag did not become exactly one episode")
-            return
-        plan = plans[0][1]
-        if plan.length != self.ticks or (plan.length and int(plan.grid[0]) != self.start):
-            self.abandon(f"streamed {self.ticks} frames, the plan has {plan.length}")
-            return
-        for v in self.mapping.video:
-            if not np.array_equal(plan.frames[v.key], np.frombuffer(self.cameras[v.topic].selected, np.int64)):
-                self.abandon(f"'{v.key}': streamed frames differ from the plan's")
-                return
+            self.finish()
+        self.spill.remove()

@@ -10,7 +10,7 @@ action key's columns and its paired state key's columns.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,14 +82,27 @@ class StatsAccumulator:
         self.rel = {k: ColumnSpill(spill_dir, f"relative.{k}") for k in relative}
 
     def add(self, state: np.ndarray | None, action: np.ndarray | None) -> None:
-        if state is not None:
-            self.state.append(state)
-        if action is not None:
-            self.action.append(action)
+        """One episode's (T, Ds) state and (T, Da) action; None where the episode has none."""
+        self.add_blocks([(state, action)])
+
+    def add_blocks(self, blocks: Iterable[tuple[np.ndarray | None, np.ndarray | None]]) -> None:
+        """One episode as consecutive row blocks; relative chunks span block boundaries."""
+        carry: tuple[np.ndarray, np.ndarray] | None = None  # the last H-1 rows: anchors not yet complete
+        for state, action in blocks:
             if state is not None:
-                for key, (asl, ssl) in self.relative.items():
-                    for block in relative_chunks(action[:, asl], state[:, ssl], self.horizon):
-                        self.rel[key].append(block)
+                self.state.append(state)
+            if action is None:
+                continue
+            self.action.append(action)
+            if state is None or not self.relative:
+                continue
+            if carry is not None:
+                state, action = np.concatenate([carry[0], state]), np.concatenate([carry[1], action])
+            for key, (asl, ssl) in self.relative.items():
+                for block in relative_chunks(action[:, asl], state[:, ssl], self.horizon):
+                    self.rel[key].append(block)
+            done = max(len(action) - self.horizon + 1, 0)  # anchors handled; the rest wait for more rows
+            carry = (state[done:], action[done:])
 
     def finish(self) -> tuple[dict[str, object], dict[str, object]]:
         try:

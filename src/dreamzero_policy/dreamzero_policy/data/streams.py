@@ -17,7 +17,7 @@ Samples whose stamp does not increase (time going backwards, duplicates) are dro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -130,6 +130,25 @@ class RowStore:
         return np.concatenate(self._stamps)[: self._n], np.concatenate(self._values)[: self._n]
 
 
+class SampleSink(Protocol):
+    """Receives a builder's samples as they arrive (scaled, checked) instead of the builder keeping them."""
+
+    def sample(self, stamp: int, row: np.ndarray) -> None: ...
+
+    def chunk(self, times: np.ndarray, values: np.ndarray, issue_ns: int) -> None: ...
+
+
+class _Discard:
+    def sample(self, stamp: int, row: np.ndarray) -> None:
+        pass
+
+    def chunk(self, times: np.ndarray, values: np.ndarray, issue_ns: int) -> None:
+        pass
+
+
+DISCARD: SampleSink = _Discard()  # for a series nobody reads (actions of a video-only episode)
+
+
 class SeriesBuilder:
     """Accumulates one key's samples from deserialised messages of one topic."""
 
@@ -153,15 +172,9 @@ class SeriesBuilder:
         self._issue: list[int] = []
         self._rows = RowStore()  # direct types: one row per message
         self._cache: tuple[list[str], np.ndarray] | None = None
-        # First and newest sample time seen so far, for following the grid live (see live.py).
-        self.first_ns: int | None = None
-        self.last_ns: int | None = None
-
-    def _seen(self, first: int, last: int) -> None:
-        if self.first_ns is None:
-            self.first_ns = first
-        if self.last_ns is None or last > self.last_ns:
-            self.last_ns = last
+        self.width: int | None = None  # columns per sample, once one was seen
+        # Set by the single-pass path (live.py): samples go to it as they arrive instead of being kept.
+        self.sink: SampleSink | None = None
 
     def _indices(self, names: Any, where: str) -> np.ndarray:
         # Names rarely change within a topic; a list comparison is cheaper than re-indexing.
@@ -181,9 +194,7 @@ class SeriesBuilder:
                     f"{spec.topic}: JointState {spec.field} has {len(arr)} values for {len(names)} names"
                 )
             idx = self._indices(names, f"{spec.topic} (JointState)")
-            stamp = stamp_ns(msg.header.stamp)
-            self._rows.append(stamp, np.asarray(arr, dtype=np.float64)[idx])
-            self._seen(stamp, stamp)
+            self._direct_sample(stamp_ns(msg.header.stamp), np.asarray(arr, dtype=np.float64)[idx])
         elif t == "dreamzero_msgs/msg/ActionChunk":
             idx = self._indices(msg.names, f"{spec.topic} (ActionChunk)")
             h, d = int(msg.horizon), len(msg.names)
@@ -214,10 +225,18 @@ class SeriesBuilder:
                         f"'{spec.key}': index {max(spec.indices)} out of range for {arr.size} values on {spec.topic}"
                     )
                 arr = arr[list(spec.indices)]
-            if self._rows.width is not None and arr.size != self._rows.width:
-                raise DatasetError(f"{spec.topic}: '{spec.key}' changed width {self._rows.width} -> {arr.size}")
-            self._rows.append(log_time_ns, arr)
-            self._seen(log_time_ns, log_time_ns)
+            if self.width is not None and arr.size != self.width:
+                raise DatasetError(f"{spec.topic}: '{spec.key}' changed width {self.width} -> {arr.size}")
+            self._direct_sample(log_time_ns, arr)
+
+    def _direct_sample(self, stamp: int, row: np.ndarray) -> None:
+        self.width = row.size
+        if self.sink is None:
+            self._rows.append(stamp, row)  # checked and scaled in bulk by _direct()
+            return
+        if not np.isfinite(row).all():  # the same error _direct() raises at the end of a kept series
+            raise DatasetError(f"{self.spec.topic}: non-finite value for '{self.spec.key}' at stamp {stamp} ns")
+        self.sink.sample(stamp, row * self._scale + self._offset)
 
     def _direct(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The per-message rows as one (N,) stamp and one (N, D) value block, checked and scaled."""
@@ -236,20 +255,21 @@ class SeriesBuilder:
     def _push(self, times: np.ndarray, values: np.ndarray, issue_ns: int) -> None:
         if not np.isfinite(values).all():
             raise DatasetError(f"{self.spec.topic}: non-finite value for '{self.spec.key}' at stamp {int(times[0])} ns")
-        if self._values and values.shape[1] != self._values[0].shape[1]:
-            raise DatasetError(
-                f"{self.spec.topic}: '{self.spec.key}' changed width {self._values[0].shape[1]} -> {values.shape[1]}"
-            )
+        if self.width is not None and values.shape[1] != self.width:
+            raise DatasetError(f"{self.spec.topic}: '{self.spec.key}' changed width {self.width} -> {values.shape[1]}")
+        self.width = values.shape[1]
+        if self.sink is not None:
+            self.sink.chunk(times.astype(np.int64), values * self._scale + self._offset, issue_ns)
+            return
         self._times.append(times.astype(np.int64))
         self._values.append(values * self._scale + self._offset)
         self._issue.append(issue_ns)
-        self._seen(int(times[0]), int(times[-1]))
 
     def finish(self) -> Series:
         if len(self._rows):
             self._times, self._values = self._direct()
         if not self._times:
-            width = self.spec.dim or 1
+            width = self.width or self.spec.dim or 1
             return Series(
                 self.spec.key,
                 self.spec.topic,

@@ -1,8 +1,8 @@
-"""Single-pass video (live.py): taken for one-episode bags, and never changes the dataset.
+"""Single pass (live.py): taken for one-episode bags, and never changes the dataset.
 
-Every case converts the same bag twice, with video streamed during pass 1 and with the classic
-second pass, and compares everything a training loader reads: parquet columns, meta files and
-every decoded video frame.
+Every case converts the same bag twice, streamed during pass 1 and with the two-pass path, and
+compares everything a training loader reads (parquet columns, meta files, every decoded video
+frame) and the alignment reports.
 """
 
 from __future__ import annotations
@@ -31,6 +31,15 @@ def _convert_both(tmp_path: Path, spec: SynthSpec, **overrides: object) -> tuple
 
 
 def _assert_same_dataset(a: Path, b: Path) -> None:
+    ra, rb = (json.loads((p / "meta" / "conversion_report.json").read_text())["episodes"] for p in (a, b))
+    assert [{k: v for k, v in e.items() if k != "streams"} for e in ra] == [
+        {k: v for k, v in e.items() if k != "streams"} for e in rb
+    ]
+    for ea, eb in zip(ra, rb, strict=True):
+        assert [s["key"] for s in ea["streams"]] == [s["key"] for s in eb["streams"]]
+        for sa, sb in zip(ea["streams"], eb["streams"], strict=True):
+            mean_a, mean_b = sa.pop("mean_align_error_s"), sb.pop("mean_align_error_s")
+            assert sa == sb and mean_a == pytest.approx(mean_b, rel=1e-9, abs=1e-15), sa["key"]
     da, db = DatasetReader(a), DatasetReader(b)
     assert da.info["total_episodes"] == db.info["total_episodes"] >= 1
     for name in ("info.json", "stats.json", "relative_stats_dreamzero.json", "episodes.jsonl", "modality.json"):
@@ -78,7 +87,7 @@ def test_single_pass_on_irregular_bags_still_matches(tmp_path: Path, case: str) 
             }
         }
     one, two, passes = _convert_both(tmp_path, spec, **overrides)
-    assert passes == ["single (encoded while indexing)", "second (single pass turned off)"]
+    assert passes == ["single (video and rows streamed while indexing)", "second (single pass turned off)"]
     _assert_same_dataset(one, two)
 
 
@@ -142,3 +151,48 @@ def test_decode_pool_output_equals_in_order_decoding(
     convert([tmp_path / "bag"], mapping, tmp_path / "pooled", opts)
     assert pools and all(p is not None for p in pools)
     _assert_same_dataset(tmp_path / "serial", tmp_path / "pooled")
+
+
+def test_single_pass_video_only_bag_and_rows_spilled_in_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No action topic recorded: a video-only episode (NaN actions). Tiny blocks force many spills.
+    from dreamzero_policy.data import live
+
+    monkeypatch.setattr(live, "BLOCK_ROWS", 7)
+    spec = SynthSpec(duration_s=2.0, cameras=CAMS, jitter_s=0.003, seed=13)
+    overrides = {"action": {"joint_position": {"topic": "/commanded", "names": list(spec.joints)}}}
+    one, two, passes = _convert_both(tmp_path, spec, **overrides)
+    assert passes[0].startswith("single")
+    _assert_same_dataset(one, two)
+    ep = DatasetReader(one).episode(0)
+    assert np.isnan(np.asarray(ep.columns["action"].tolist())).all()
+    assert json.loads((one / "meta" / "episodes.jsonl").read_text().splitlines()[0])["video_only"] is True
+    assert not list(one.rglob(".rows-*"))
+
+
+def _swap_two_messages(src: Path, dst: Path, topic: str, index: int) -> None:
+    """Copy a bag, logging messages ``index`` and ``index + 1`` of ``topic`` in each other's place."""
+    from rosbags.rosbag2 import Reader, Writer
+
+    with Reader(src) as reader:
+        msgs = [(c, t, bytes(raw)) for c, t, raw in reader.messages()]
+        conns = list(reader.connections)
+    on_topic = [i for i, (c, _, _) in enumerate(msgs) if c.topic == topic]
+    a, b = on_topic[index], on_topic[index + 1]
+    msgs[a], msgs[b] = (msgs[a][0], msgs[a][1], msgs[b][2]), (msgs[b][0], msgs[b][1], msgs[a][2])
+    with Writer(dst, version=9) as writer:
+        out = {c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest) for c in conns}
+        for c, t, raw in msgs:
+            writer.write(out[c.id], t, raw)
+
+
+def test_single_pass_hands_chunks_out_of_issue_order_to_two_passes(tmp_path: Path) -> None:
+    spec = SynthSpec(duration_s=2.0, cameras=CAMS[:1], chunk_topic="/chunk", chunk_horizon=8, seed=14)
+    write_bag(tmp_path / "bag", spec)
+    _swap_two_messages(tmp_path / "bag", tmp_path / "swapped", "/chunk", 3)
+    mapping = mapping_from_dict(mapping_dict(spec))
+    passes = []
+    for name, single in (("one", True), ("two", False)):
+        opts = ConvertOptions(progress=False, single_pass=single)
+        passes.append(convert([tmp_path / "swapped"], mapping, tmp_path / name, opts).report["bags"][0]["video_pass"])
+    assert passes[0] == "second (/chunk: chunks arrive out of issue order)"
+    _assert_same_dataset(tmp_path / "one", tmp_path / "two")

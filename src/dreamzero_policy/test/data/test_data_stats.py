@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,15 @@ def test_relative_chunks_in_blocks_equal_one_block() -> None:
     assert len(blocks) == 6 and all(len(b) <= 16 * 8 for b in blocks)
     np.testing.assert_array_equal(np.concatenate(blocks), whole)
     np.testing.assert_array_equal(whole[8 * 10 + 3], action[13] - state[10])  # anchor 10, offset 3
+
+
+def test_stats_from_row_blocks_equal_one_block(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    state, action = rng.normal(size=(103, 3)), rng.normal(size=(103, 3))
+    whole = StatsAccumulator({"a": (slice(0, 3), slice(0, 3))}, 8, tmp_path / "w")
+    whole.add(state, action)
+    blocks = StatsAccumulator({"a": (slice(0, 3), slice(0, 3))}, 8, tmp_path / "b")
+    cuts = [0, 5, 6, 40, 103]  # blocks shorter than the horizon too
+    blocks.add_blocks([(state[a:b], action[a:b]) for a, b in pairwise(cuts)])
+    assert whole.rel["a"].rows == blocks.rel["a"].rows == (103 - 8 + 1) * 8
+    assert whole.finish() == blocks.finish()
