@@ -103,8 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     conv.add_argument(
         "--two-pass",
         action="store_true",
-        help="always read the bag twice (index, then video) instead of encoding video while indexing "
-        "one-episode bags; the output is the same, this is for troubleshooting",
+        help="always read each bag twice (index and plan, then video) instead of converting one-episode "
+        "bags in a single read; the output is the same, this is for troubleshooting",
     )
     insp = sub.add_parser("inspect", help="topics, rates, gaps, drops, episode lengths and plots of a bag or dataset")
     insp.add_argument("path", type=Path, help="a rosbag2 directory or a converted dataset")

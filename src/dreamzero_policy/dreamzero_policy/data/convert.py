@@ -1,13 +1,13 @@
-"""Bags -> dataset: index each bag (pass 1), plan its episodes, encode its camera frames to H.264,
-write parquet + meta, then publish the staged tree atomically.
+"""Bags -> dataset: frames and rows aligned to the fps grid, H.264 video, parquet, meta, published atomically.
 
-Video is encoded while pass 1 reads a bag that is one episode (``live.py``); otherwise, or when
-the plan disagrees with what was streamed, a second pass streams the selected frames
-(``encode.py``). Memory stays flat in image data: pass 1 keeps stamps and low-dim values, and
-frames are decoded only when selected and encoded immediately. Any error (corrupt bag, gap beyond
-tolerance, bad image) aborts the whole run and removes the staging directory, unless
-``skip_bad_episodes`` is set, in which case rejected *episodes* are reported and the result is
-marked partial (exit code 3), never success. Input bags are only ever opened read-only.
+A bag that is one episode is converted in the same read that indexes it (``live.py``): frames go
+to the encoders and rows to a disk spill as the grid advances, so memory is flat in bag length.
+Other bags, and whatever the single pass hands back, take the two-pass path: pass 1 indexes
+stamps and low-dim values, ``plan.py`` plans each episode, pass 2 streams the selected frames
+(``encode.py``). Any error (corrupt bag, gap beyond tolerance, bad image) aborts the whole run and
+removes the staging directory, unless ``skip_bad_episodes`` is set, in which case rejected
+*episodes* are reported and the result is marked partial (exit code 3), never success. Input
+bags are only ever opened read-only.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class ConvertOptions:
     instruction: str | None = None  # overrides every episode's instruction
     progress: bool = True
     msg_dirs: Sequence[Path] = ()
-    single_pass: bool = True  # encode video during pass 1 when the bag is one episode (see live.py)
+    single_pass: bool = True  # convert a one-episode bag in the read that indexes it (see live.py)
 
 
 @dataclass
