@@ -206,37 +206,34 @@ class _Column:
 
 
 class _RowSpill:
-    """Per-tick rows (state, action, sync stamps) in blocks; full blocks are written to disk."""
+    """Per-tick rows (state, action, sync stamps) filled into one numpy block; full blocks go to disk."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.files: list[Path] = []
-        self.rows: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray]] = []
+        self.block: dict[str, np.ndarray] = {}
+        self.n = 0  # rows in ``block``
 
     def append(self, state: np.ndarray | None, action: np.ndarray | None, sync: np.ndarray) -> None:
-        self.rows.append((state, action, sync))
-        if len(self.rows) == BLOCK_ROWS:
+        row = {"sync": sync, "state": state, "action": action}
+        if not self.block:
+            self.block = {k: np.empty((BLOCK_ROWS, len(v)), v.dtype) for k, v in row.items() if v is not None}
+        for k, arr in self.block.items():
+            arr[self.n] = row[k]
+        self.n += 1
+        if self.n == BLOCK_ROWS:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.directory / f"rows_{len(self.files):05d}.npz"
-            np.savez(path, **self._arrays(self.rows))
+            np.savez(path, **self.block)
             self.files.append(path)
-            self.rows = []
-
-    @staticmethod
-    def _arrays(rows: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray]]) -> dict[str, np.ndarray]:
-        out = {"sync": np.stack([r[2] for r in rows])}
-        for i, name in ((0, "state"), (1, "action")):
-            parts = [r[i] for r in rows]
-            if parts[0] is not None:
-                out[name] = np.stack(parts)  # type: ignore[arg-type]
-        return out
+            self.n = 0  # the block is reused: savez wrote a copy
 
     def blocks(self) -> Iterator[dict[str, np.ndarray]]:
         for path in self.files:
             with np.load(path) as data:
                 yield {k: data[k] for k in data.files}
-        if self.rows:
-            yield self._arrays(self.rows)
+        if self.n:
+            yield {k: v[: self.n] for k, v in self.block.items()}
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -54,16 +54,81 @@ class ColumnSpill:
         self.rows += block.shape[0]
 
     def stats(self) -> dict[str, list[float]]:
-        """``numeric_stats`` computed column by column: memory is one column, not N x D."""
+        """Per column: mean, std, min, max, q01, q99, reading the column in blocks (see column_stats)."""
         if not self.rows or self.width is None:
             raise DatasetError(f"cannot compute statistics of '{self.name}': no samples")
         out: dict[str, list[float]] = {k: [] for k in ("mean", "std", "min", "max", "q01", "q99")}
         for d in range(self.width):
-            v = np.fromfile(self._path(d), dtype=np.float64)
-            q01, q99 = np.quantile(v, [0.01, 0.99])
-            for key, value in zip(out, (v.mean(), v.std(), v.min(), v.max(), q01, q99), strict=True):
-                out[key].append(float(value))
+            for key, value in column_stats(self._path(d), self.rows).items():
+                out[key].append(value)
         return out
+
+
+READ_BLOCK = 1 << 16  # values per read: statistics memory is this, not the column length
+BINS = 1 << 12  # histogram bins locating the quantiles' order statistics
+MAX_BIN_VALUES = 1 << 20  # beyond this many values in one bin, the whole column is read instead
+
+
+def _blocks(path: Path) -> Iterator[np.ndarray]:
+    with path.open("rb") as f:
+        while True:
+            block = np.fromfile(f, dtype=np.float64, count=READ_BLOCK)
+            if not len(block):
+                return
+            yield block
+
+
+def column_stats(path: Path, n: int) -> dict[str, float]:
+    """mean, std (ddof 0), min, max and the 1 %/99 % quantiles of a float64 column file of ``n`` values.
+
+    Quantiles are exact, with numpy's default ("linear") rule: a histogram pass finds the bins that
+    hold the needed order statistics, and only those bins' values are kept and sorted. Mean and
+    std are summed block by block (they can differ from numpy's in the last bits).
+    """
+    total, lo, hi = 0.0, np.inf, -np.inf
+    for b in _blocks(path):
+        total += float(b.sum())
+        lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
+    mean = total / n
+    squares = sum(float(np.square(b - mean).sum()) for b in _blocks(path))
+    positions = {q: (n - 1) * q for q in (0.01, 0.99)}
+    ranks = sorted({r for v in positions.values() for r in (int(np.floor(v)), min(int(np.floor(v)) + 1, n - 1))})
+    values = _order_statistics(path, n, lo, hi, ranks)
+    out = {"mean": mean, "std": float(np.sqrt(squares / n)), "min": lo, "max": hi}
+    for q, v in positions.items():
+        prev = int(np.floor(v))
+        a, b = values[prev], values[min(prev + 1, n - 1)]
+        if v >= n - 1:
+            a = b = values[n - 1]
+        t = v - prev
+        diff = b - a  # numpy's _lerp, so the result is bit-identical to np.quantile
+        out[f"q{round(q * 100):02d}"] = b - diff * (1 - t) if t >= 0.5 else a + diff * t
+    return out
+
+
+def _order_statistics(path: Path, n: int, lo: float, hi: float, ranks: list[int]) -> dict[int, float]:
+    """The ``ranks``-th smallest values (0-based) of the column, holding only the bins they fall in."""
+    if lo == hi:
+        return dict.fromkeys(ranks, lo)
+
+    def bins(b: np.ndarray) -> np.ndarray:  # monotonic in the value, so bins are ordered
+        return np.clip(((b - lo) / (hi - lo) * BINS).astype(np.int64), 0, BINS - 1)
+
+    counts = np.zeros(BINS, np.int64)
+    for b in _blocks(path):
+        counts += np.bincount(bins(b), minlength=BINS)
+    ends = np.cumsum(counts)
+    where = {r: int(np.searchsorted(ends, r, side="right")) for r in ranks}
+    if max(counts[k] for k in set(where.values())) > MAX_BIN_VALUES:
+        column = np.sort(np.fromfile(path, dtype=np.float64))
+        return {r: float(column[r]) for r in ranks}
+    kept: dict[int, list[np.ndarray]] = {k: [] for k in set(where.values())}
+    for b in _blocks(path):
+        idx = bins(b)
+        for k in kept:
+            kept[k].append(b[idx == k])
+    sorted_bins = {k: np.sort(np.concatenate(parts)) for k, parts in kept.items()}
+    return {r: float(sorted_bins[k][r - (ends[k] - counts[k])]) for r, k in where.items()}
 
 
 class StatsAccumulator:

@@ -6,6 +6,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
+import pytest
 from dreamzero_policy.data.stats import StatsAccumulator, relative_chunks
 
 
@@ -62,3 +63,29 @@ def test_stats_from_row_blocks_equal_one_block(tmp_path: Path) -> None:
     blocks.add_blocks([(state[a:b], action[a:b]) for a, b in pairwise(cuts)])
     assert whole.rel["a"].rows == blocks.rel["a"].rows == (103 - 8 + 1) * 8
     assert whole.finish() == blocks.finish()
+
+
+@pytest.mark.parametrize("case", ["normal", "ties", "constant", "one", "two", "overfull-bin"])
+def test_column_stats_quantiles_are_numpys_bit_for_bit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    from dreamzero_policy.data import stats as st
+
+    monkeypatch.setattr(st, "READ_BLOCK", 1000)  # many blocks
+    rng = np.random.default_rng(3)
+    v = {
+        "normal": rng.normal(size=25_001) * 1e3,
+        "ties": rng.choice([0.0, 1.0, 0.5], size=20_000, p=[0.6, 0.39, 0.01]),  # a gripper: mostly two values
+        "constant": np.full(500, 0.25),
+        "one": np.array([3.0]),
+        "two": np.array([2.0, -1.0]),
+        "overfull-bin": np.concatenate([rng.normal(size=5000) * 1e-9, [1e6]]),  # nearly all in one bin
+    }[case]
+    if case == "overfull-bin":
+        monkeypatch.setattr(st, "MAX_BIN_VALUES", 100)
+    path = tmp_path / "col.f64"
+    v.tofile(path)
+    got = st.column_stats(path, len(v))
+    assert got["q01"] == np.quantile(v, 0.01) and got["q99"] == np.quantile(v, 0.99)
+    assert got["min"] == v.min() and got["max"] == v.max()
+    np.testing.assert_allclose([got["mean"], got["std"]], [v.mean(), v.std()], rtol=1e-12, atol=1e-300)
