@@ -84,3 +84,29 @@ def test_data_cli_convert_partial_and_inspect(tmp_path: Path, capsys: pytest.Cap
     out = capsys.readouterr().out
     assert "1 episodes" in out and "skipped" in out
     assert (tmp_path / "dplots" / "episode_000000.png").read_bytes()[:8] == PNG
+
+
+def test_data_cli_ctrl_c_mid_conversion_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C while the single read is encoding: workers stop, videos and staged rows are deleted,
+    # nothing appears at the output, and the CLI exits 130 with a one-line message.
+    from dreamzero_policy.data import live
+
+    spec = SynthSpec(duration_s=2.0, gripper_joint=None)
+    write_bag(tmp_path / "bag", spec)
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(mapping_dict(spec)))
+    calls = {"n": 0}
+    real = live.LiveConversion.advance
+
+    def interrupted(self: live.LiveConversion) -> None:
+        calls["n"] += 1
+        if calls["n"] == 150:
+            raise KeyboardInterrupt
+        real(self)
+
+    monkeypatch.setattr(live.LiveConversion, "advance", interrupted)
+    argv = ["data", "convert", str(tmp_path / "bag"), "-m", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "ds")]
+    assert main([*argv, "--no-progress"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag", "m.yaml"]  # no dataset, no staging tree
