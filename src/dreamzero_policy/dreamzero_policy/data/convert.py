@@ -28,7 +28,7 @@ from dreamzero_policy.data.encode import FrameDecoder, Target, encode_selected
 from dreamzero_policy.data.episodes import EpisodeWindow, from_instruction_topic, from_run_task, resolve_instruction
 from dreamzero_policy.data.index import BagIndex, build_index
 from dreamzero_policy.data.layout import DatasetWriter, video_path
-from dreamzero_policy.data.live import LiveConversion
+from dreamzero_policy.data.live import LiveConversion, LiveEpisode
 from dreamzero_policy.data.mapping import Mapping
 from dreamzero_policy.data.plan import EpisodePlan, column_layout, plan_episode
 from dreamzero_policy.data.stats import StatsAccumulator
@@ -118,6 +118,35 @@ def _index(bag: Bag, mapping: Mapping, opts: ConvertOptions, live: LiveConversio
         leave=False,
     ) as bar:
         return build_index(bag, mapping, bar.update, live)
+
+
+def _write_live_episode(
+    writer: DatasetWriter,
+    stats: StatsAccumulator,
+    episode: LiveEpisode,
+    index: BagIndex,
+    mapping: Mapping,
+    bag_path: Path,
+    opts: ConvertOptions,
+    action_width: int,
+) -> dict[str, Any]:
+    """Write the single read's episode (parquet row groups from the spill, statistics); return its report."""
+    window = EpisodeWindow(None, None, None)
+    text = resolve_instruction(window, mapping, bag_path, index.instruction_events, opts.instruction)
+    extra = _episode_extra(bag_path, episode.grid_start, episode.grid_end, window)
+    if episode.video_only:
+        extra["video_only"] = True
+        extra["video_only_reason"] = _video_only_reason(index)
+    ep = len(writer.episodes)
+    writer.write_episode_blocks(ep, text, episode.blocks(action_width), extra)
+    stats.add_blocks((st, None if episode.video_only else ac) for st, ac, _ in episode.blocks(action_width))
+    episode.remove()
+    return {
+        "episode_index": ep,
+        **extra,
+        "frames": episode.length,
+        "streams": [r.as_dict() for r in episode.reports],
+    }
 
 
 def _episode_extra(bag_path: Path, start_ns: int, end_ns: int, window: EpisodeWindow) -> dict[str, Any]:
@@ -230,28 +259,9 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
                     if episode is not None:
                         bag_reports[-1]["video_pass"] = "single (video and rows streamed while indexing)"
                         sizes.update(episode.sizes)
-                        window = EpisodeWindow(None, None, None)
-                        text = resolve_instruction(
-                            window, mapping, bag_path, index.instruction_events, opts.instruction
-                        )
-                        extra = _episode_extra(bag_path, episode.grid_start, episode.grid_end, window)
-                        if episode.video_only:
-                            extra["video_only"] = True
-                            extra["video_only_reason"] = _video_only_reason(index)
-                        ep = len(writer.episodes)
                         width = sum(end - start for start, end in layout[1].values())
-                        writer.write_episode_blocks(ep, text, episode.blocks(width), extra)
-                        stats.add_blocks(
-                            (st, None if episode.video_only else ac) for st, ac, _ in episode.blocks(width)
-                        )
-                        episode.remove()
                         episode_reports.append(
-                            {
-                                "episode_index": ep,
-                                **extra,
-                                "frames": episode.length,
-                                "streams": [r.as_dict() for r in episode.reports],
-                            }
+                            _write_live_episode(writer, stats, episode, index, mapping, bag_path, opts, width)
                         )
                         continue
                     why = live.abandoned if live is not None else _no_live_reason(mapping, opts)
