@@ -43,28 +43,39 @@ class _Abandon(Exception):
     """This bag needs the two-pass path; the message says why."""
 
 
-class _Camera:
-    """One camera topic: buffered messages (strictly increasing stamps), the frame of the current tick."""
+class _Stamps:
+    """Keeps a stream's stamps strictly increasing, as ``drop_non_increasing`` does, and counts both kinds."""
 
-    def __init__(self, topic: str, worker: CameraWorker) -> None:
-        self.topic, self.worker = topic, worker
-        self.writers: list[tuple[str, VideoWriter]] = []  # (video key, its writer)
-        self.frames: deque[tuple[int, int, Any]] = deque()  # (stamp, ordinal, raw)
+    def __init__(self) -> None:
         self.first: int | None = None
-        self.last: int | None = None  # newest kept stamp; older or equal ones are dropped, as in pass 1
+        self.last: int | None = None  # newest kept stamp
         self.kept = self.dropped = 0
-        self.stamp = 0  # stamp of the frame selected for the current tick
-        self.pending: tuple[int, Any, int] | None = None  # (ordinal, raw, repeat) not yet sent to the worker
 
-    def add(self, stamp: int, ordinal: int, raw: Any) -> None:
+    def keep(self, stamp: int) -> bool:
         if self.last is not None and stamp <= self.last:
             self.dropped += 1
-            return
+            return False
         if self.first is None:
             self.first = stamp
         self.last = stamp
         self.kept += 1
-        self.frames.append((stamp, ordinal, raw))
+        return True
+
+
+class _Camera(_Stamps):
+    """One camera topic: buffered messages (strictly increasing stamps), the frame of the current tick."""
+
+    def __init__(self, topic: str, worker: CameraWorker) -> None:
+        super().__init__()
+        self.topic, self.worker = topic, worker
+        self.writers: list[tuple[str, VideoWriter]] = []  # (video key, its writer)
+        self.frames: deque[tuple[int, int, Any]] = deque()  # (stamp, ordinal, raw)
+        self.stamp = 0  # stamp of the frame selected for the current tick
+        self.pending: tuple[int, Any, int] | None = None  # (ordinal, raw, repeat) not yet sent to the worker
+
+    def add(self, stamp: int, ordinal: int, raw: Any) -> None:
+        if self.keep(stamp):
+            self.frames.append((stamp, ordinal, raw))
 
     def select(self, tick: int) -> tuple[int, Any] | None:
         """Nearest frame to ``tick`` (ties to the earlier one); returns (ordinal, raw) if it is a new frame."""
@@ -81,29 +92,22 @@ class _Camera:
         return ordinal, raw
 
 
-class _Series:
+class _Series(_Stamps):
     """One required low-dimensional series, fed by its builder: final samples in time order."""
 
     def __init__(self, builder: SeriesBuilder) -> None:
+        super().__init__()
         self.key, self.topic = builder.spec.key, builder.spec.topic
         self.offset = builder.offset_ns
         self.time_source = "receive" if builder.receive_time else "header"
         self.times: deque[int] = deque()
         self.rows: deque[np.ndarray] = deque()
-        self.first: int | None = None
-        self.last: int | None = None
-        self.kept = self.dropped = 0
         self.ended = False
         self._pending: tuple[np.ndarray, np.ndarray, int] | None = None  # newest chunk: a later one may cut it
 
     def sample(self, stamp: int, row: np.ndarray) -> None:
-        if self.last is not None and stamp <= self.last:
-            self.dropped += 1
+        if not self.keep(stamp):
             return
-        if self.first is None:
-            self.first = stamp
-        self.last = stamp
-        self.kept += 1
         self.times.append(stamp)
         self.rows.append(row)
         if len(self.times) > MAX_SAMPLES:
