@@ -20,7 +20,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pyarrow as pa
 from tqdm import tqdm
 
 from dreamzero_policy.core.errors import AlignmentError, BagReadError, DatasetError, MappingError
@@ -203,18 +202,14 @@ def convert(
     bags: Sequence[Path], mapping: Mapping, output: Path, options: ConvertOptions | None = None
 ) -> ConvertResult:
     """Convert ``bags`` into a dataset at ``output``. Raises a DatasetError subclass on failure."""
-    threads, pool = cv2.getNumThreads(), pa.default_memory_pool()
+    threads = cv2.getNumThreads()
     # Work is already spread over the camera workers and the decode pool; OpenCV's own thread
     # pool inside each small resize/colour conversion only adds contention on many-core machines.
     cv2.setNumThreads(1)
-    # pyarrow's default (mimalloc) pool keeps freed row-group buffers, so peak memory crept up
-    # with bag length (+6 MB over 9 minutes of bag); the system allocator gives them back.
-    pa.set_memory_pool(pa.system_memory_pool())
     try:
         return _convert(bags, mapping, output, options or ConvertOptions())
     finally:
         cv2.setNumThreads(threads)
-        pa.set_memory_pool(pool)
 
 
 def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: ConvertOptions) -> ConvertResult:

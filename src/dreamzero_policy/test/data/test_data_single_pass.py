@@ -196,25 +196,3 @@ def test_single_pass_hands_chunks_out_of_issue_order_to_two_passes(tmp_path: Pat
         passes.append(convert([tmp_path / "swapped"], mapping, tmp_path / name, opts).report["bags"][0]["video_pass"])
     assert passes[0] == "second (/chunk: chunks arrive out of issue order)"
     _assert_same_dataset(tmp_path / "one", tmp_path / "two")
-
-
-def test_conversion_uses_the_system_allocator_for_arrow_and_restores_settings(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import cv2
-    import pyarrow as pa
-    from dreamzero_policy.data import layout
-
-    seen: list[tuple[str, int]] = []
-    real = layout.DatasetWriter.write_episode_blocks
-
-    def spy(self: layout.DatasetWriter, *args: object, **kwargs: object) -> None:
-        seen.append((pa.default_memory_pool().backend_name, cv2.getNumThreads()))
-        real(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(layout.DatasetWriter, "write_episode_blocks", spy)
-    before = (pa.default_memory_pool().backend_name, cv2.getNumThreads())
-    spec = SynthSpec(duration_s=1.0, cameras=CAMS[:1], seed=15)
-    _convert_both(tmp_path, spec)
-    assert seen == [("system", 1), ("system", 1)]
-    assert (pa.default_memory_pool().backend_name, cv2.getNumThreads()) == before
