@@ -30,7 +30,7 @@ from dreamzero_policy.data.index import BagIndex, build_index
 from dreamzero_policy.data.layout import DatasetWriter, video_path
 from dreamzero_policy.data.live import LiveConversion, LiveEpisode
 from dreamzero_policy.data.mapping import Mapping
-from dreamzero_policy.data.plan import EpisodePlan, column_layout, plan_episode
+from dreamzero_policy.data.plan import EpisodePlan, column_layout, missing_actions_reason, plan_episode
 from dreamzero_policy.data.stats import StatsAccumulator
 from dreamzero_policy.data.video import VideoWriter
 
@@ -136,7 +136,7 @@ def _write_live_episode(
     extra = _episode_extra(bag_path, episode.grid_start, episode.grid_end, window)
     if episode.video_only:
         extra["video_only"] = True
-        extra["video_only_reason"] = _video_only_reason(index)
+        extra["video_only_reason"] = missing_actions_reason(index)
     ep = len(writer.episodes)
     writer.write_episode_blocks(ep, text, episode.blocks(action_width), extra)
     stats.add_blocks((st, None if episode.video_only else ac) for st, ac, _ in episode.blocks(action_width))
@@ -154,10 +154,6 @@ def _episode_extra(bag_path: Path, start_ns: int, end_ns: int, window: EpisodeWi
     if window.outcome:
         extra["outcome"] = window.outcome
     return extra
-
-
-def _video_only_reason(index: BagIndex) -> str:
-    return f"action topics not recorded: {sorted(set(index.missing_action_topics))}"
 
 
 def _no_live_reason(mapping: Mapping, opts: ConvertOptions) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import shutil
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,15 @@ BLOCK_ROWS = 4096  # rows per block spilled to disk
 
 class _Abandon(Exception):
     """This bag needs the two-pass path; the message says why."""
+
+
+def _nearer(stamps: Sequence[int], right: int, query: int) -> int:
+    """``right`` (the first stamp >= query, else the last) or the one before it, whichever is nearer.
+
+    Ties go to the earlier one, as in ``align.nearest``.
+    """
+    left = max(right - 1, 0)
+    return left if abs(query - stamps[left]) <= abs(stamps[right] - query) else right
 
 
 class _Stamps:
@@ -80,10 +89,9 @@ class _Camera(_Stamps):
     def select(self, tick: int) -> tuple[int, Any] | None:
         """Nearest frame to ``tick`` (ties to the earlier one); returns (ordinal, raw) if it is a new frame."""
         frames = self.frames
-        right = next((i for i, f in enumerate(frames) if f[0] >= tick), len(frames) - 1)
-        left = max(right - 1, 0)
-        pick = left if abs(tick - frames[left][0]) <= abs(frames[right][0] - tick) else right
-        for _ in range(pick):
+        stamps = [f[0] for f in frames]  # a few frames: those newer than the previous tick's
+        right = next((i for i, t in enumerate(stamps) if t >= tick), len(stamps) - 1)
+        for _ in range(_nearer(stamps, right, tick)):
             frames.popleft()  # later ticks never pick an earlier frame
         self.stamp, ordinal, raw = frames[0]
         if self.pending is not None and self.pending[0] == ordinal:
@@ -137,8 +145,7 @@ class _Series(_Stamps):
             if not self.ended or not self.times:
                 return None
             right = len(self.times) - 1
-        left = max(right - 1, 0)
-        return left if abs(query - self.times[left]) <= abs(self.times[right] - query) else right
+        return _nearer(self.times, right, query)
 
     def prune(self, query: int) -> None:
         """Forget samples that no query at or after ``query`` can pick."""
@@ -274,7 +281,7 @@ class LiveConversion:
     def __init__(
         self, bag: Any, mapping: Mapping, episode: int, stage: Path, decoders: dict[str, FrameDecoder]
     ) -> None:
-        self.bag, self.mapping, self.episode = bag, mapping, episode
+        self.bag, self.mapping = bag, mapping
         self.period = mapping.period_ns
         self._types = {t: info.msgtype for t, info in bag.topics().items()}
         self.cameras: dict[str, _Camera] = {}

@@ -36,6 +36,11 @@ class EpisodePlan:
         return len(self.grid)
 
 
+def missing_actions_reason(index: BagIndex) -> str:
+    """Why an episode is video-only when action topics were not recorded at all."""
+    return f"action topics not recorded: {sorted(set(index.missing_action_topics))}"
+
+
 def _fmt(reports: list[AlignReport], tol: float) -> str:
     bad = [r for r in reports if r.gaps]
     return "; ".join(
@@ -53,7 +58,7 @@ def plan_episode(index: BagIndex, mapping: Mapping, window: EpisodeWindow, instr
     action = {k: s.window(w0, w1) for k, s in index.action.items()}
     reason = None
     if index.missing_action_topics:
-        reason = f"action topics not recorded: {sorted(set(index.missing_action_topics))}"
+        reason = missing_actions_reason(index)
     elif any(len(s.times) == 0 for s in action.values()):
         reason = "no action messages in this episode: " + ", ".join(k for k, s in action.items() if len(s.times) == 0)
     required: list[Series] = list(video.values()) + list(state.values()) + ([] if reason else list(action.values()))
