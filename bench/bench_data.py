@@ -8,6 +8,10 @@ raw ``rgb8`` ``Image``), JointState at 100 Hz and ActionChunks at 5 Hz, then in 
      video is encoded while indexing unless --two-pass).
 Prints msg/s and MB/s for both, CPU seconds, their wall-time ratio (target >= 0.5) and peak RSS of
 each phase. Both phases run back to back, so the ratio is comparable even on a shared machine.
+A third phase times the codec alone (decode + resize + H.264 encode of one camera's frames, one
+thread): "codec ms" per frame, and "ceiling", the ratio this machine could reach if reading the bag
+cost nothing and every core encoded (raw read time / (frames x codec ms / cores)). Where the
+ceiling is below 0.5, no converter that H.264-encodes every frame meets the target here.
 Run with two durations to see that conversion memory does not grow with bag length:
 
     python bench/bench_data.py --minutes 1 --minutes 10 [--images jpeg --images rgb8]
@@ -137,25 +141,58 @@ def mapping(out_width: int | None, out_height: int | None, encoder_threads: int 
     }
 
 
+CODEC_SAMPLE = 300  # frames of one camera timed alone for the codec-bound ceiling
+
+
+def codec_ms_per_frame(bag: str, m: object) -> float:
+    """CPU ms to decode, resize and H.264-encode one frame of the bag's first camera, on one thread."""
+    from dreamzero_policy.data.bagio import Bag, make_typestore
+    from dreamzero_policy.data.convert import make_decoders
+    from dreamzero_policy.data.video import VideoWriter
+
+    with Bag(bag, make_typestore()) as b, tempfile.TemporaryDirectory() as tmp:
+        topic = CAMS[0]
+        decoder = make_decoders(m, b)[topic]
+        msgs = []
+        for conn, _, raw in b.read([topic]):
+            msgs.append(b.deserialize(raw, conn.msgtype))
+            if len(msgs) == CODEC_SAMPLE:
+                break
+        writer = VideoWriter(Path(tmp) / "v.mp4", m.fps, m.video_encoding, decoder.size)
+        cv2.setNumThreads(1)  # as convert() does
+        t = time.process_time()
+        for msg in msgs:
+            writer.write(decoder.decode(msg))
+        writer.close()
+        return (time.process_time() - t) / len(msgs) * 1e3
+
+
 def phase(
     kind: str, bag: str, out: str, out_width: int | None, out_height: int | None, encoder_threads: int, two_pass: bool
 ) -> None:
-    """Runs inside a subprocess; prints one JSON line."""
-    from dreamzero_policy.data.bagio import Bag, make_typestore
+    """Runs inside a subprocess; prints one JSON line. Imports happen before the clock starts."""
+    from dreamzero_policy.data.allocators import use_lean_allocators
 
+    use_lean_allocators()  # what `dreamzero data convert` does first, in both phases for a like-for-like read
+    from dreamzero_policy.data.bagio import Bag, make_typestore
+    from dreamzero_policy.data.mapping import mapping_from_dict
+
+    if kind != "read":  # the raw baseline stays free of the converter's libraries (its peak RSS is theirs)
+        from dreamzero_policy.data.convert import ConvertOptions, convert
+
+    m = mapping_from_dict(mapping(out_width, out_height, encoder_threads))
     t = time.perf_counter()
     n = nbytes = 0
+    extra: dict[str, float] = {}
     if kind == "read":
         with Bag(bag, make_typestore()) as b:
             for conn, _, raw in b.read(b.topics()):
                 b.deserialize(raw, conn.msgtype)
                 n += 1
                 nbytes += len(raw)
+    elif kind == "codec":
+        extra["codec_ms"] = codec_ms_per_frame(bag, m)
     else:
-        from dreamzero_policy.data.convert import ConvertOptions, convert
-        from dreamzero_policy.data.mapping import mapping_from_dict
-
-        m = mapping_from_dict(mapping(out_width, out_height, encoder_threads))
         res = convert([Path(bag)], m, Path(out), ConvertOptions(progress=False, single_pass=not two_pass))
         n = res.frames
     dt = time.perf_counter() - t
@@ -169,6 +206,7 @@ def phase(
                 "bytes": nbytes,
                 "cpu_s": usage.ru_utime + usage.ru_stime,
                 "peak_rss_mb": usage.ru_maxrss / 1024,
+                **extra,
             }
         )
     )
@@ -218,7 +256,8 @@ def main() -> None:
     )
     print(
         f"{'images':>6} {'min':>4} {'msgs':>7} {'bag MB':>7} | {'read msg/s':>10} {'read MB/s':>9} {'cpu s':>6} "
-        f"{'rss MB':>6} | {'conv msg/s':>10} {'conv MB/s':>9} {'cpu s':>6} {'rss MB':>6} | {'ratio':>5} frames"
+        f"{'rss MB':>6} | {'conv msg/s':>10} {'conv MB/s':>9} {'cpu s':>6} {'rss MB':>6} | {'ratio':>5} "
+        f"{'codec ms':>8} {'ceiling':>7} frames"
     )
     for images in a.images or ["jpeg"]:
         for minutes in a.minutes or [1.0]:
@@ -228,11 +267,14 @@ def main() -> None:
                 size = sum(f.stat().st_size for f in bag.iterdir()) / 1e6
                 r = run_phase("read", bag, Path(tmp) / "ds", a)
                 c = run_phase("convert", bag, Path(tmp) / "ds", a)
+                codec_ms = run_phase("codec", bag, Path(tmp) / "ds", a)["codec_ms"]
+                # The best ratio this machine allows if reading were free and every core encoded.
+                ceiling = r["seconds"] / (c["count"] * len(CAMS) * codec_ms / 1e3 / (os.cpu_count() or 1))
                 print(
                     f"{images:>6} {minutes:4.0f} {n:7d} {size:7.1f} | "
                     f"{n / r['seconds']:10.0f} {size / r['seconds']:9.1f} {r['cpu_s']:6.2f} {r['peak_rss_mb']:6.0f} | "
                     f"{n / c['seconds']:10.0f} {size / c['seconds']:9.1f} {c['cpu_s']:6.2f} {c['peak_rss_mb']:6.0f} | "
-                    f"{r['seconds'] / c['seconds']:5.2f} {c['count']}",
+                    f"{r['seconds'] / c['seconds']:5.2f} {codec_ms:8.2f} {ceiling:7.2f} {c['count']}",
                     flush=True,
                 )
 

@@ -158,6 +158,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from dreamzero_policy.data.allocators import use_lean_allocators
+
+    use_lean_allocators()  # before pyarrow is imported: peak memory stays flat over long bags
     from dreamzero_policy.data.convert import ConvertOptions, convert
     from dreamzero_policy.data.mapping import load_mapping
 
