@@ -5,10 +5,18 @@ without (Humble sqlite3) fall back to the Jazzy store plus ``dreamzero_msgs`` re
 ``.msg`` text at run time. Every failure is re-raised as :class:`BagReadError` naming the file
 and how far reading got, and every read is checked against the bag's own per-topic message
 counts, so a truncated bag can never pass for a short one. Bags are opened read-only.
+
+A bag that is one uncompressed-mode MCAP file (what ``ros2 bag record`` writes on Jazzy) is
+opened by ``rosbags`` (types, topics, counts, a checked summary) and then streamed with the
+``mcap`` library, one chunk in memory at a time (:func:`mcap_messages`). rosbags' own reader
+keeps an index entry and a generator per chunk for the whole read, which grows with bag length
+(about 0.7 KB per chunk, and a raw-camera bag has a chunk per image); it also copies each
+payload several times. Other bags (sqlite3, split or file-compressed) are read by rosbags.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -16,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+from mcap.records import Channel, Chunk, DataEnd, Message
+from mcap.stream_reader import StreamReader, breakup_chunk
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
@@ -61,6 +72,69 @@ def header_stamp_ns(raw: bytes | memoryview) -> int:
     return sec * 1_000_000_000 + nsec
 
 
+def single_mcap_file(path: Path) -> Path | None:
+    """The bag's only storage file if it is MCAP without rosbag2 compression, else None."""
+    if path.is_file():
+        return path if path.suffix == ".mcap" else None
+    try:
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        files = info.get("relative_file_paths") or []
+        plain = not info.get("compression_mode") and not info.get("compression_format")
+        if plain and info.get("storage_identifier") == "mcap" and len(files) == 1 and files[0].endswith(".mcap"):
+            return path / files[0]
+    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        pass  # rosbags has opened it already; let it read what this check does not understand
+    return None
+
+
+def mcap_messages(path: Path, by_topic: dict[str, Connection]) -> Iterator[tuple[Connection, int, bytes]]:
+    """``(connection, log_time_ns, raw)`` of ``by_topic``'s topics from one MCAP file, in rosbags' order.
+
+    rosbags merges every chunk's messages (each chunk sorted by log time, stable; ties across
+    chunks to the earlier chunk; only messages within the chunk's declared time range). Chunks
+    are written in time order, so this holds only the chunks whose time ranges overlap: pending
+    messages are released once the next chunk starts at or after them. Chunk CRCs are checked.
+    """
+    channels: dict[int, Connection | None] = {}
+    pending: list[tuple[int, int, int, bytes]] = []  # heap of (log time, sequence, channel, data)
+    seq = 0
+    last = -(2**63)
+
+    def release(upto: int) -> Iterator[tuple[Connection, int, bytes]]:
+        nonlocal last
+        while pending and pending[0][0] <= upto:
+            t, _, channel, data = heapq.heappop(pending)
+            if t < last:
+                raise BagReadError(f"{path}: messages out of log-time order outside the chunk index")
+            last = t
+            yield channels[channel], t, data  # type: ignore[misc]
+
+    with path.open("rb") as f:
+        for rec in StreamReader(f, emit_chunks=True).records:
+            if isinstance(rec, Chunk):
+                yield from release(rec.message_start_time)
+                inner = breakup_chunk(rec, validate_crc=True)
+                for r in inner:
+                    if isinstance(r, Channel):
+                        channels[r.id] = by_topic.get(r.topic)
+                lo, hi = rec.message_start_time, rec.message_end_time
+                wanted = [
+                    r for r in inner if isinstance(r, Message) and channels.get(r.channel_id) and lo <= r.log_time <= hi
+                ]
+                for m in wanted:  # file order: the heap's (time, sequence) key is rosbags' stable sort
+                    seq += 1
+                    heapq.heappush(pending, (m.log_time, seq, m.channel_id, m.data))
+            elif isinstance(rec, Channel):
+                channels[rec.id] = by_topic.get(rec.topic)
+            elif isinstance(rec, Message) and channels.get(rec.channel_id):  # outside chunks: file order
+                seq += 1
+                heapq.heappush(pending, (rec.log_time, seq, rec.channel_id, rec.data))
+                yield from release(rec.log_time)
+            elif isinstance(rec, DataEnd):
+                break
+    yield from release(2**63)
+
+
 @dataclass(frozen=True)
 class TopicInfo:
     topic: str
@@ -78,7 +152,11 @@ class Bag:
     def __init__(self, path: str | Path, typestore: Typestore | None = None) -> None:
         self.path = Path(path)
         self._typestore = typestore or make_typestore()
-        self._reader: AnyReader | None = None
+        self._reader: AnyReader | None = None  # open while rosbags reads the messages
+        self._connections: list[Connection] | None = None  # None while closed
+        self._types: Typestore | None = None  # the bag's types (rosbags builds them at open)
+        self._mcap: Path | None = None  # streamed with the mcap library instead
+        self.start_ns = self.end_ns = 0  # first and last log time, once open
 
     def __enter__(self) -> Bag:
         if not self.path.exists():
@@ -89,9 +167,19 @@ class Bag:
         except Exception as exc:  # rosbags raises many types (ReaderError, sqlite3, struct, zstd)
             self._reader = None
             raise BagReadError(f"{self.path}: cannot open bag (corrupt, truncated or not a rosbag2): {exc}") from exc
+        self._connections, self._types = list(self._reader.connections), self._reader.typestore
+        self.start_ns, self.end_ns = int(self._reader.start_time), int(self._reader.end_time)  # log times
+        topics = [c.topic for c in self._connections]
+        self._mcap = single_mcap_file(self.path) if len(set(topics)) == len(topics) else None
+        if self._mcap is not None:
+            self._close_reader()  # frees rosbags' chunk index; messages are streamed from the file
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._connections = self._types = self._mcap = None
+        self._close_reader()
+
+    def _close_reader(self) -> None:
         if self._reader is not None:
             try:
                 self._reader.close()
@@ -99,14 +187,25 @@ class Bag:
                 self._reader = None
 
     @property
-    def reader(self) -> AnyReader:
-        if self._reader is None:
+    def streamed(self) -> bool:
+        """True when messages are streamed from a single MCAP file (constant memory)."""
+        return self._mcap is not None
+
+    @property
+    def types(self) -> Typestore:
+        """The bag's message types (embedded definitions, else the fallback store)."""
+        if self._types is None:
             raise BagReadError(f"{self.path}: bag is not open")
-        return self._reader
+        return self._types
+
+    def _open_connections(self) -> list[Connection]:
+        if self._connections is None:
+            raise BagReadError(f"{self.path}: bag is not open")
+        return self._connections
 
     def topics(self) -> dict[str, TopicInfo]:
         out: dict[str, TopicInfo] = {}
-        for conn in self.reader.connections:
+        for conn in self._open_connections():
             prev = out.get(conn.topic)
             if prev is not None and prev.msgtype != conn.msgtype:
                 raise BagReadError(f"{self.path}: topic {conn.topic} has two types {prev.msgtype}, {conn.msgtype}")
@@ -115,11 +214,13 @@ class Bag:
 
     def connections(self, topics: Iterable[str]) -> list[Connection]:
         wanted = set(topics)
-        return [c for c in self.reader.connections if c.topic in wanted]
+        return [c for c in self._open_connections() if c.topic in wanted]
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        """The message; its array fields may be views of ``raw`` (no copy of an image's pixels)."""
+        types = self.types
         try:
-            return self.reader.deserialize(raw, msgtype)
+            return types.deserialize_cdr(memoryview(raw), msgtype)
         except Exception as exc:
             raise BagReadError(f"{self.path}: cannot deserialise a {msgtype} message: {exc}") from exc
 
@@ -137,7 +238,12 @@ class Bag:
         counts = {id(c): 0 for c in conns}
         n, last_t = 0, None
         try:
-            for conn, t, raw in self.reader.messages(connections=conns):
+            if self._mcap is not None:
+                messages = mcap_messages(self._mcap, {c.topic: c for c in conns})
+            else:
+                assert self._reader is not None
+                messages = self._reader.messages(connections=conns)
+            for conn, t, raw in messages:
                 counts[id(conn)] += 1
                 n += 1
                 last_t = t

@@ -19,7 +19,7 @@ from dreamzero_policy.data.mapping import Mapping
 
 
 def _has_header(bag: Bag, msgtype: str) -> bool:
-    fields = bag.reader.typestore.fielddefs.get(msgtype)
+    fields = bag.types.fielddefs.get(msgtype)
     return bool(fields and fields[1] and fields[1][0][0] == "header")
 
 

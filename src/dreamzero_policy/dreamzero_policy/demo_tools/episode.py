@@ -140,9 +140,8 @@ def load_episode(path: Path, commanded_topic: str = COMMANDED) -> Episode:
     running_ns: int | None = None
     with Bag(path) as bag:
         counts = {t: info.count for t, info in bag.topics().items()}
-        reader = bag.reader
-        t0 = int(reader.start_time) if counts else 0
-        t_end = int(reader.end_time) if counts else 0
+        t0 = bag.start_ns if counts else 0
+        t_end = bag.end_ns if counts else 0
         for conn, t, raw in bag.read(wanted):
             msg = bag.deserialize(raw, conn.msgtype)
             if conn.topic in (JOINT_STATES, commanded_topic):

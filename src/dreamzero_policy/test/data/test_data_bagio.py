@@ -1,0 +1,101 @@
+"""Single-file MCAP bags are streamed with the mcap library, in exactly rosbags' order, with its checks."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dreamzero_policy.core.errors import BagReadError
+from dreamzero_policy.data.bagio import Bag, make_typestore
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+TOPICS = ("/a", "/b", "/c")
+
+
+def _write(path: Path, times: list[tuple[str, int]], payload: int, storage: str = "mcap", zstd: bool = False) -> None:
+    """std_msgs/String messages whose text names the write order, padded to ``payload`` bytes."""
+    ts = make_typestore()
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    writer = Writer(path, version=9, storage_plugin=plugin)
+    if zstd:  # compressed MCAP chunks, as the zstd_fast preset and our recorder write them
+        writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    with writer as w:
+        conns = {t: w.add_connection(t, "std_msgs/msg/String", typestore=ts) for t in TOPICS}
+        for i, (topic, t) in enumerate(times):
+            msg = ts.types["std_msgs/msg/String"](data=f"{i:06d}".ljust(payload, "x"))
+            w.write(conns[topic], t, ts.serialize_cdr(msg, "std_msgs/msg/String"))
+
+
+def _jittered(n: int, seed: int) -> list[tuple[str, int]]:
+    """Log times that go backwards within and across chunks, with ties across topics and chunks."""
+    rng = np.random.default_rng(seed)
+    base = np.arange(n) * 1_000_000 + rng.integers(-6, 7, n) * 1_000_000  # +-6 ms on a 1 ms clock
+    base[n // 2 : n // 2 + 5] = base[n // 2]  # ties
+    return [(TOPICS[int(k)], 10**12 + int(t)) for k, t in zip(rng.integers(0, 3, n), base, strict=True)]
+
+
+def _rosbags_order(path: Path, topics: tuple[str, ...]) -> list[tuple[str, int, bytes]]:
+    with AnyReader([path], default_typestore=make_typestore()) as r:
+        conns = [c for c in r.connections if c.topic in topics]
+        return [(c.topic, t, bytes(raw)) for c, t, raw in r.messages(connections=conns)]
+
+
+@pytest.mark.parametrize("zstd", [False, True])
+@pytest.mark.parametrize("topics", [TOPICS, ("/b",), ("/a", "/c")])
+def test_streamed_mcap_reads_exactly_what_rosbags_reads(tmp_path: Path, topics: tuple[str, ...], zstd: bool) -> None:
+    written = _jittered(400, 1)
+    _write(tmp_path / "bag", written, payload=60_000, zstd=zstd)  # ~17 messages per 1 MiB chunk: 24 chunks
+    with Bag(tmp_path / "bag") as bag:
+        assert bag.streamed
+        got = [(c.topic, t, bytes(raw)) for c, t, raw in bag.read(topics)]
+        for topic, t, raw in got:  # each payload comes with its own topic and log time
+            assert written[int(bag.deserialize(raw, "std_msgs/msg/String").data[:6])] == (topic, t)
+    assert sorted(int(t) for topic, t in written if topic in topics) == sorted(t for _, t, _ in got)
+    expected = _rosbags_order(tmp_path / "bag", topics)
+    assert len(expected) == len(got) > 0
+    assert got == expected
+    times = [t for _, t, _ in got]
+    assert times == sorted(times)
+
+
+def test_sqlite_bags_are_still_read_by_rosbags(tmp_path: Path) -> None:
+    _write(tmp_path / "bag", _jittered(50, 2), payload=100, storage="sqlite3")
+    with Bag(tmp_path / "bag") as bag:
+        assert not bag.streamed
+        got = [(c.topic, t, bytes(raw)) for c, t, raw in bag.read(TOPICS)]
+    assert got == _rosbags_order(tmp_path / "bag", TOPICS)
+
+
+def _first_chunk(data: bytes) -> int:
+    """Offset of the first Chunk record (opcode 0x06) after the 8-byte magic."""
+    pos = 8
+    while data[pos] != 0x06:
+        pos += 9 + struct.unpack_from("<Q", data, pos + 1)[0]
+    return pos
+
+
+def test_streamed_mcap_checks_chunk_crcs(tmp_path: Path) -> None:
+    # rosbags writes no chunk CRC; rosbag2's recorder does. Give the first chunk a CRC, check that
+    # the bag still reads, then damage one payload byte and expect an error that names the bag.
+    _write(tmp_path / "bag", [("/a", 10**12 + k * 10**6) for k in range(40)], payload=100_000)
+    mcap = next((tmp_path / "bag").glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())
+    pos = _first_chunk(bytes(data))
+    body = pos + 9  # opcode + record length
+    size = struct.unpack_from("<Q", data, body + 16)[0]  # start, end, uncompressed size, crc
+    comp_len = struct.unpack_from("<I", data, body + 28)[0]  # compression string length (empty)
+    records = body + 28 + 4 + comp_len + 8
+    struct.pack_into("<I", data, body + 24, zlib.crc32(bytes(data[records : records + size])))
+    mcap.write_bytes(bytes(data))
+    with Bag(tmp_path / "bag") as bag:
+        assert sum(1 for _ in bag.read(["/a"])) == 40
+    data[records + size // 2] ^= 0xFF
+    mcap.write_bytes(bytes(data))
+    with Bag(tmp_path / "bag") as bag, pytest.raises(BagReadError, match=str(tmp_path / "bag")):
+        for _ in bag.read(["/a"]):
+            pass
