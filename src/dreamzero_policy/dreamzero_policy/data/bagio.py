@@ -11,12 +11,14 @@ opened by ``rosbags`` (types, topics, counts, a checked summary) and then stream
 ``mcap`` library, one chunk in memory at a time (:func:`mcap_messages`). rosbags' own reader
 keeps an index entry and a generator per chunk for the whole read, which grows with bag length
 (about 0.7 KB per chunk, and a raw-camera bag has a chunk per image); it also copies each
-payload several times. Other bags (sqlite3, split or file-compressed) are read by rosbags.
+payload several times. Other bags (sqlite3, split or file-compressed, chunks out of time order,
+no summary) are read by rosbags.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from mcap.reader import make_reader
 from mcap.records import Channel, Chunk, DataEnd, Message
 from mcap.stream_reader import StreamReader, breakup_chunk
 from rosbags.highlevel import AnyReader
@@ -87,6 +90,24 @@ def single_mcap_file(path: Path) -> Path | None:
     return None
 
 
+def chunks_start_in_order(path: Path) -> bool:
+    """True if the MCAP file's chunks, in file order, start at non-decreasing log times.
+
+    That is what lets :func:`mcap_messages` release messages early. A message delayed by more
+    than a chunk's worth of data breaks it; such files (and files without a summary, which
+    rosbags reads by a scan of its own) are left to rosbags. Reads only the summary section.
+    """
+    try:
+        with path.open("rb") as f:
+            summary = make_reader(f).get_summary()
+    except Exception:  # rosbags has opened it already; let it read what this check cannot
+        return False
+    if summary is None:
+        return False
+    starts = [c.message_start_time for c in sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset)]
+    return all(a <= b for a, b in itertools.pairwise(starts))
+
+
 def mcap_messages(path: Path, by_topic: dict[str, Connection]) -> Iterator[tuple[Connection, int, bytes]]:
     """``(connection, log_time_ns, raw)`` of ``by_topic``'s topics from one MCAP file, in rosbags' order.
 
@@ -105,7 +126,7 @@ def mcap_messages(path: Path, by_topic: dict[str, Connection]) -> Iterator[tuple
         while pending and pending[0][0] <= upto:
             t, _, channel, data = heapq.heappop(pending)
             if t < last:
-                raise BagReadError(f"{path}: messages out of log-time order outside the chunk index")
+                raise BagReadError(f"{path}: messages are not in log-time order")
             last = t
             yield channels[channel], t, data  # type: ignore[misc]
 
@@ -170,7 +191,8 @@ class Bag:
         self._connections, self._types = list(self._reader.connections), self._reader.typestore
         self.start_ns, self.end_ns = int(self._reader.start_time), int(self._reader.end_time)  # log times
         topics = [c.topic for c in self._connections]
-        self._mcap = single_mcap_file(self.path) if len(set(topics)) == len(topics) else None
+        mcap = single_mcap_file(self.path) if len(set(topics)) == len(topics) else None
+        self._mcap = mcap if mcap is not None and chunks_start_in_order(mcap) else None
         if self._mcap is not None:
             self._close_reader()  # frees rosbags' chunk index; messages are streamed from the file
         return self

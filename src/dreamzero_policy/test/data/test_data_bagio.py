@@ -63,6 +63,19 @@ def test_streamed_mcap_reads_exactly_what_rosbags_reads(tmp_path: Path, topics: 
     assert times == sorted(times)
 
 
+def test_chunks_out_of_time_order_are_left_to_rosbags(tmp_path: Path) -> None:
+    # 600 kB messages: two per chunk. The second chunk holds a message older than all of the first
+    # chunk's, so releasing the first chunk before reading the second would break the order.
+    t0 = 10**12
+    written = [("/a", t0 + 100), ("/b", t0 + 101), ("/a", t0 + 50), ("/c", t0 + 102), ("/b", t0 + 103)]
+    _write(tmp_path / "bag", written, payload=600_000)
+    with Bag(tmp_path / "bag") as bag:
+        assert not bag.streamed
+        got = [(c.topic, t, bytes(raw)) for c, t, raw in bag.read(TOPICS)]
+    assert [t for _, t, _ in got] == sorted(t for _, t in written)
+    assert got == _rosbags_order(tmp_path / "bag", TOPICS)
+
+
 def test_sqlite_bags_are_still_read_by_rosbags(tmp_path: Path) -> None:
     _write(tmp_path / "bag", _jittered(50, 2), payload=100, storage="sqlite3")
     with Bag(tmp_path / "bag") as bag:
