@@ -235,6 +235,7 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
                     bag_reports.append(
                         {
                             "bag": str(bag_path),
+                            "reader": "mcap (streamed)" if bag.streamed else "rosbags",
                             "topics": {t: {"type": ty, "count": c} for t, (ty, c) in index.topics.items()},
                         }
                     )

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 from dreamzero_policy.core.errors import BagReadError
 from dreamzero_policy.data.bagio import Bag, make_typestore
+from dreamzero_policy.data.convert import ConvertOptions, convert
+from dreamzero_policy.data.mapping import mapping_from_dict
+from dreamzero_policy.data.synth import SynthSpec, mapping_dict, write_bag
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
@@ -112,3 +115,17 @@ def test_streamed_mcap_checks_chunk_crcs(tmp_path: Path) -> None:
     with Bag(tmp_path / "bag") as bag, pytest.raises(BagReadError, match=str(tmp_path / "bag")):
         for _ in bag.read(["/a"]):
             pass
+
+
+def test_conversion_report_names_the_reader(tmp_path: Path) -> None:
+    spec = SynthSpec(duration_s=1.0, gripper_joint=None)
+    for storage in ("mcap", "sqlite3"):
+        write_bag(tmp_path / storage, spec, storage)
+    res = convert(
+        [tmp_path / "mcap", tmp_path / "sqlite3"],
+        mapping_from_dict(mapping_dict(spec)),
+        tmp_path / "ds",
+        ConvertOptions(progress=False),
+    )
+    assert [b["reader"] for b in res.report["bags"]] == ["mcap (streamed)", "rosbags"]
+    assert res.episodes == 2
