@@ -129,3 +129,30 @@ def test_conversion_report_names_the_reader(tmp_path: Path) -> None:
     )
     assert [b["reader"] for b in res.report["bags"]] == ["mcap (streamed)", "rosbags"]
     assert res.episodes == 2
+
+
+def test_mcap_written_by_the_mcap_library_streams_like_rosbags_reads_it(tmp_path: Path) -> None:
+    # The reference writer (as rosbag2's C++ storage plugin) puts schemas and channels inside the
+    # chunks and writes chunk CRCs; here zstd chunks of ~200 kB, jittered log times, a bare .mcap file.
+    from mcap.writer import CompressionType
+    from mcap.writer import Writer as McapWriter
+
+    ts = make_typestore()
+    path = tmp_path / "x.mcap"
+    rng = np.random.default_rng(3)
+    with path.open("wb") as f:
+        w = McapWriter(f, chunk_size=200_000, compression=CompressionType.ZSTD)
+        w.start(profile="ros2", library="test")
+        schema = w.register_schema(name="std_msgs/msg/String", encoding="ros2msg", data=b"string data")
+        channels = {t: w.register_channel(topic=t, message_encoding="cdr", schema_id=schema) for t in TOPICS}
+        for i in range(500):
+            t = 10**12 + (i + int(rng.integers(-3, 4))) * 10**6
+            msg = ts.types["std_msgs/msg/String"](data=f"{i:06d}".ljust(5000, "x"))
+            data = bytes(ts.serialize_cdr(msg, "std_msgs/msg/String"))
+            w.add_message(channel_id=channels[TOPICS[i % 3]], log_time=t, publish_time=t, data=data)
+        w.finish()
+    with Bag(path) as bag:
+        assert bag.streamed
+        got = [(c.topic, t, bytes(raw)) for c, t, raw in bag.read(TOPICS)]
+    assert len(got) == 500
+    assert got == _rosbags_order(path, TOPICS)
