@@ -29,7 +29,7 @@ def _glibc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL(None)  # the C library this process is linked against
         return libc if hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version") else None
-    except OSError:
+    except (OSError, TypeError):  # TypeError: no default C library to load (Windows)
         return None
 
 
