@@ -15,6 +15,7 @@ import numpy as np
 
 from dreamzero_policy.core.errors import MappingError
 from dreamzero_policy.data.bagio import Bag, header_stamp_ns
+from dreamzero_policy.data.cdr import JOINT_STATE, JointStateParser, joint_state_layout_is_standard
 from dreamzero_policy.data.mapping import Mapping
 from dreamzero_policy.data.streams import DISCARD, Series, SeriesBuilder, drop_non_increasing
 
@@ -92,6 +93,9 @@ def build_index(
     ordinals = dict.fromkeys(video_topics, 0)
     index = BagIndex({}, {}, {}, missing_actions, topics={t: (i.msgtype, i.count) for t, i in topics.items()})
     wanted = video_topics | set(builders) | {t for t in (ins_topic, ep.topic) if t}
+    joint_states: dict[str, JointStateParser] = {}  # hot topics read without rosbags' deserialiser
+    if joint_state_layout_is_standard(bag.types):
+        joint_states = {t: JointStateParser() for t in builders if topics[t].msgtype == JOINT_STATE}
     for conn, log_t, raw in bag.read(wanted, progress):
         topic = conn.topic
         if topic in video_topics:
@@ -102,9 +106,15 @@ def build_index(
                 live.camera(topic, ordinals[topic], stamp, raw)
             ordinals[topic] += 1
         if topic in builders:
-            msg = bag.deserialize(raw, conn.msgtype)
-            for _, b in builders[topic]:
-                b.add(msg, log_t)
+            parser = joint_states.get(topic)
+            fields = parser.parse(raw) if parser is not None else None
+            if fields is not None:
+                for _, b in builders[topic]:
+                    b.add_joint_state(fields)
+            else:
+                msg = bag.deserialize(raw, conn.msgtype)
+                for _, b in builders[topic]:
+                    b.add(msg, log_t)
         if live is not None:
             live.advance()
         if topic in (ins_topic, ep.topic) and conn.msgtype == "std_msgs/msg/String":

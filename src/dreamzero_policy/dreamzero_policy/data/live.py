@@ -37,6 +37,7 @@ from dreamzero_policy.data.video import VideoWriter
 MAX_BUFFERED = 256  # camera messages held per camera waiting for the grid; more means a stream lags far behind
 MAX_SAMPLES = 8192  # low-dimensional samples held per series, likewise
 BLOCK_ROWS = 4096  # rows per block spilled to disk
+NO_SAMPLE = -(2**63)  # "any sample": what a stream without one is waited for
 
 
 class _Abandon(Exception):
@@ -305,6 +306,7 @@ class LiveConversion:
         self.start: int | None = None
         self.ticks = 0
         self.abandoned: str | None = None  # why the single pass gave up (the two-pass path will run)
+        self._wait: tuple[_Stamps, int] | None = None  # no tick is final until this stream's newest stamp is here
         self.finished = False
         for cam in self.cameras.values():
             cam.worker.start()
@@ -357,10 +359,15 @@ class LiveConversion:
             self.abandon(str(exc))
 
     def _advance(self) -> None:
+        if self._wait is not None:  # called for every message; most cannot move the grid
+            stream, need = self._wait
+            if stream.last is None or stream.last < need:
+                return
+            self._wait = None
         bounds = self._bounds()
         if bounds is None:
             return
-        start, end = bounds
+        start, end, limit = bounds
         if self.start is None:
             self.start = start
         fps, tol = self.mapping.fps, self.mapping.tolerance_s
@@ -370,7 +377,8 @@ class LiveConversion:
                 if isinstance(c.source, _Series):
                     c.query = tick + c.ahead_ns + c.source.offset
                     index = c.source.nearest(c.query)
-                    if index is None:
+                    if index is None:  # until a sample at or after the query arrives
+                        self._wait = (c.source, c.query)
                         return
                     c.index = index
             for cam in self.cameras.values():
@@ -390,6 +398,10 @@ class LiveConversion:
                 s.prune(min(c.query for c in self.columns if c.source is s))
             self._emit(tick)
             self.ticks += 1
+        # The grid's end is the limiting stream's newest stamp; the next tick needs it this far.
+        # Rounded down by a microsecond so that the loop's own float test decides the boundary.
+        offset = limit.offset if isinstance(limit, _Series) else 0
+        self._wait = (limit, self.start + int((self.ticks + self.lag - 1e-6) * self.period) - 1000 + offset)
 
     def _emit(self, tick: int) -> None:
         rows = {c.sync_key: c.row for c in self.columns}
@@ -400,16 +412,23 @@ class LiveConversion:
         sync = np.array([tick, *(c.stamp for c in self.columns)], np.int64)
         self.spill.append(state, action, sync)
 
-    def _bounds(self) -> tuple[int, int] | None:
-        """(grid start, newest time every stream covers), or None until every stream has a final sample."""
-        firsts, lasts = [], []
+    def _bounds(self) -> tuple[int, int, _Stamps] | None:
+        """(grid start, newest time every stream covers, the stream that sets it).
+
+        None until every stream has a final sample.
+        """
+        first, last, limit = None, None, None
         for src in (*self.cameras.values(), *self.series):
             if src.first is None or src.last is None:
+                self._wait = (src, NO_SAMPLE)
                 return None
             offset = src.offset if isinstance(src, _Series) else 0
-            firsts.append(src.first - offset)
-            lasts.append(src.last - offset)
-        return max(firsts), min(lasts)
+            if first is None or src.first - offset > first:
+                first = src.first - offset
+            if last is None or src.last - offset < last:
+                last, limit = src.last - offset, src
+        assert first is not None and last is not None and limit is not None
+        return first, last, limit
 
     def _prune_before_start(self) -> None:
         """Drop frames that can never be nearest: the grid starts at or after every started stream's first."""
@@ -455,6 +474,7 @@ class LiveConversion:
         if not self.abandoned:
             for s in self.series:
                 s.end()
+            self._wait = None  # an ended series can decide ticks it could not before
             self.advance()
         if not self.abandoned and self.start is None:
             self.abandon("a required stream has no samples")

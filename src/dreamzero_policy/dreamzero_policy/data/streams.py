@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dreamzero_policy.core.errors import DatasetError, MappingError
+from dreamzero_policy.data.cdr import JointStateFields
 from dreamzero_policy.data.mapping import StreamSpec
 
 TIMED_TYPES = ("dreamzero_msgs/msg/ActionChunk", "trajectory_msgs/msg/JointTrajectory")
@@ -177,24 +178,32 @@ class SeriesBuilder:
         self.sink: SampleSink | None = None
 
     def _indices(self, names: Any, where: str) -> np.ndarray:
-        # Names rarely change within a topic; a list comparison is cheaper than re-indexing.
-        if self._cache is None or self._cache[0] != names:
-            self._cache = (list(names), _select(self.spec, list(names), where))
-        return self._cache[1]
+        # Names rarely change within a topic; a list comparison is cheaper than re-indexing, and
+        # the CDR parser hands over the very same list while they do not change.
+        cache = self._cache
+        if cache is None or (cache[0] is not names and cache[0] != names):
+            listed = names if isinstance(names, list) else list(names)
+            self._cache = cache = (listed, _select(self.spec, listed, where))
+        return cache[1]
+
+    def add_joint_state(self, js: JointStateFields) -> None:
+        """A JointState read by the CDR parser (``cdr.py``); the same as ``add`` of the message."""
+        self._joint_state(js.stamp_ns, js.names, getattr(js, self.spec.field))
+
+    def _joint_state(self, stamp: int, names: Any, arr: Any) -> None:
+        # Hot path (100s of Hz): keep a selected row and the stamp; checks and scaling are
+        # vectorised in finish().
+        if len(arr) != len(names):
+            raise DatasetError(
+                f"{self.spec.topic}: JointState {self.spec.field} has {len(arr)} values for {len(names)} names"
+            )
+        idx = self._indices(names, f"{self.spec.topic} (JointState)")
+        self._direct_sample(stamp, np.asarray(arr, dtype=np.float64)[idx])
 
     def add(self, msg: Any, log_time_ns: int) -> None:
         spec, t = self.spec, self.msgtype
         if t == "sensor_msgs/msg/JointState":
-            # Hot path (100s of Hz): keep a selected row and the stamp; checks and scaling are
-            # vectorised in finish().
-            names = msg.name
-            arr = getattr(msg, spec.field)
-            if len(arr) != len(names):
-                raise DatasetError(
-                    f"{spec.topic}: JointState {spec.field} has {len(arr)} values for {len(names)} names"
-                )
-            idx = self._indices(names, f"{spec.topic} (JointState)")
-            self._direct_sample(stamp_ns(msg.header.stamp), np.asarray(arr, dtype=np.float64)[idx])
+            self._joint_state(stamp_ns(msg.header.stamp), msg.name, getattr(msg, spec.field))
         elif t == "dreamzero_msgs/msg/ActionChunk":
             idx = self._indices(msg.names, f"{spec.topic} (ActionChunk)")
             h, d = int(msg.horizon), len(msg.names)

@@ -91,6 +91,41 @@ def test_single_pass_on_irregular_bags_still_matches(tmp_path: Path, case: str) 
     _assert_same_dataset(one, two)
 
 
+@pytest.mark.parametrize("chunks", [True, False], ids=["chunk-actions", "next-state-actions"])
+def test_single_pass_emits_each_tick_as_soon_as_it_is_final(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunks: bool
+) -> None:
+    # Most messages cannot move the grid, so the full check waits until the stream that held it
+    # back has moved far enough. That shortcut must never hold back a tick that is already final
+    # (rows and frames would pile up): after every message, the full check finds nothing more.
+    from dreamzero_policy.data.live import LiveConversion
+
+    spec = SynthSpec(
+        duration_s=2.0,
+        cameras=CAMS,
+        jitter_s=0.004,
+        drop={"/cam0/image": frozenset({5, 6})},
+        chunk_topic="/chunk" if chunks else None,
+        seed=13,
+    )
+    write_bag(tmp_path / "bag", spec)
+    late: list[int] = []
+    shortcut = LiveConversion.advance
+
+    def checked(self: LiveConversion) -> None:
+        shortcut(self)
+        before = self.ticks
+        self._wait = None  # the full check
+        shortcut(self)
+        late.append(self.ticks - before)
+
+    monkeypatch.setattr(LiveConversion, "advance", checked)
+    mapping = mapping_from_dict(mapping_dict(spec, align_tolerance_s=0.2))
+    res = convert([tmp_path / "bag"], mapping, tmp_path / "ds", ConvertOptions(progress=False, single_pass=True))
+    assert res.report["bags"][0]["video_pass"].startswith("single")
+    assert len(late) > 200 and sum(late) == 0
+
+
 def test_single_pass_gives_way_to_pass_two_when_the_plan_differs(tmp_path: Path) -> None:
     # A late-starting joint stream makes the cameras buffer far more than MAX_BUFFERED frames
     # before the grid can start: the live path gives up and pass 2 produces the dataset.
