@@ -13,6 +13,9 @@ A third phase times the codec alone (decode + resize + H.264 encode of one camer
 thread): "codec ms" per frame, and "ceiling", the ratio this machine could reach if reading the bag
 cost nothing and every core encoded (raw read time / (frames x codec ms / cores)). Where the
 ceiling is below 0.5, no converter that H.264-encodes every frame meets the target here.
+"reader" is the CPU time of the converter's reading thread (read, deserialise, series, grid; the
+codec runs on other threads) and "bound" = raw read time / reader: the ratio that thread allows
+however many cores encode. On a small machine it shares cores with the encoders, which inflates it.
 Run with two durations to see that conversion memory does not grow with bag length:
 
     python bench/bench_data.py --minutes 1 --minutes 10 [--images jpeg --images rgb8]
@@ -182,7 +185,7 @@ def phase(
         from dreamzero_policy.data.convert import ConvertOptions, convert
 
     m = mapping_from_dict(mapping(out_width, out_height, encoder_threads))
-    t = time.perf_counter()
+    t, reader = time.perf_counter(), time.thread_time()
     n = nbytes = 0
     extra: dict[str, float] = {}
     if kind == "read":
@@ -196,13 +199,14 @@ def phase(
     else:
         res = convert([Path(bag)], m, Path(out), ConvertOptions(progress=False, single_pass=not two_pass))
         n = res.frames
-    dt = time.perf_counter() - t
+    dt, reader = time.perf_counter() - t, time.thread_time() - reader
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(
             {
                 "kind": kind,
                 "seconds": dt,
+                "reader_cpu_s": reader,  # this thread: reading, deserialising, series, grid (not the codec)
                 "count": n,
                 "bytes": nbytes,
                 "cpu_s": usage.ru_utime + usage.ru_stime,
@@ -258,7 +262,7 @@ def main() -> None:
     print(
         f"{'images':>6} {'min':>4} {'msgs':>7} {'bag MB':>7} | {'read msg/s':>10} {'read MB/s':>9} {'cpu s':>6} "
         f"{'rss MB':>6} | {'conv msg/s':>10} {'conv MB/s':>9} {'cpu s':>6} {'rss MB':>6} | {'ratio':>5} "
-        f"{'codec ms':>8} {'ceiling':>7} frames"
+        f"{'codec ms':>8} {'ceiling':>7} {'reader':>6} {'bound':>5} frames"
     )
     for images in a.images or ["jpeg"]:
         for minutes in a.minutes or [1.0]:
@@ -276,7 +280,8 @@ def main() -> None:
                     f"{images:>6} {minutes:4.0f} {n:7d} {size:7.1f} | "
                     f"{n / r['seconds']:10.0f} {size / r['seconds']:9.1f} {r['cpu_s']:6.2f} {r['peak_rss_mb']:6.0f} | "
                     f"{n / c['seconds']:10.0f} {size / c['seconds']:9.1f} {c['cpu_s']:6.2f} {c['peak_rss_mb']:6.0f} | "
-                    f"{r['seconds'] / c['seconds']:5.2f} {codec_ms:8.2f} {ceiling:7.2f} {c['count']}",
+                    f"{r['seconds'] / c['seconds']:5.2f} {codec_ms:8.2f} {ceiling:7.2f} "
+                    f"{c['reader_cpu_s']:6.2f} {r['seconds'] / c['reader_cpu_s']:5.2f} {c['count']}",
                     flush=True,
                 )
 

@@ -61,8 +61,7 @@ class VideoWriter:
         if self.encoding.pix_fmt == "yuv420p":
             # cv2's BT.601 limited-range I420 is what swscale would produce (and what decoders
             # assume for untagged H.264), at a fraction of the cost of PyAV's per-frame reformat.
-            yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
-            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            frame = i420_frame(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420))
         else:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         stream, container = self._stream, self._container
@@ -92,6 +91,28 @@ class VideoWriter:
             with contextlib.suppress(Exception):
                 self._container.close()
             self._container = None
+
+
+def i420_frame(yuv: np.ndarray) -> av.VideoFrame:
+    """A yuv420p frame holding ``yuv``, an (H * 3/2, W) I420 image, copied plane by plane.
+
+    ``VideoFrame.from_ndarray`` does the same several times slower (about 40 us instead of 7 for
+    320x240) and, unlike the codec, without releasing the GIL, which the camera threads share.
+    """
+    h, w = yuv.shape[0] * 2 // 3, yuv.shape[1]
+    frame = av.VideoFrame(w, h, "yuv420p")
+    flat, luma, chroma = yuv.reshape(-1), h * w, (h // 2) * (w // 2)  # planes back to back, as cv2 writes them
+    sources = (
+        flat[:luma].reshape(h, w),
+        flat[luma : luma + chroma].reshape(h // 2, w // 2),
+        flat[luma + chroma :].reshape(h // 2, w // 2),
+    )
+    for plane, src in zip(frame.planes, sources, strict=True):
+        rows, cols = src.shape
+        # A plane's rows may be padded (line_size >= width) for the codec's SIMD alignment.
+        dst = np.frombuffer(plane, np.uint8, rows * plane.line_size).reshape(rows, plane.line_size)
+        dst[:, :cols] = src
+    return frame
 
 
 def read_video(path: Path) -> np.ndarray:

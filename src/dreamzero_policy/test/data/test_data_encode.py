@@ -14,8 +14,9 @@ from dreamzero_policy.core.images import decode_compressed_image
 from dreamzero_policy.data.bagio import make_typestore
 from dreamzero_policy.data.convert import ConvertOptions, convert
 from dreamzero_policy.data.encode import FrameDecoder
-from dreamzero_policy.data.mapping import mapping_from_dict
+from dreamzero_policy.data.mapping import VideoEncoding, mapping_from_dict
 from dreamzero_policy.data.synth import T0_NS, SynthSpec, mapping_dict, write_bag
+from dreamzero_policy.data.video import VideoWriter
 from rosbags.rosbag2 import Writer
 
 QUIET = ConvertOptions(progress=False)
@@ -156,3 +157,23 @@ def test_decode_pool_only_gets_frames_whose_decode_does_not_depend_on_order(tmp_
     assert worker.error is None and CountingPool.submitted == 5
     frames = read_video(tmp_path / "v.mp4")
     assert frames.shape == (6, 24, 32, 3)
+
+
+@pytest.mark.parametrize("size", [(320, 240), (50, 30), (642, 482)])
+def test_video_writer_puts_every_plane_in_place_at_any_row_padding(tmp_path: Path, size: tuple[int, int]) -> None:
+    # The writer copies cv2's I420 into the frame's planes itself; widths like 50 and 642 give
+    # planes padded beyond the image width. At CRF 0 x264 is lossless, so the decoded planes must
+    # equal cv2's conversion of each input frame exactly, and differ between frames.
+    w, h = size
+    rng = np.random.default_rng(w)
+    frames = [cv2.resize(rng.integers(0, 255, (h // 2, w // 2, 3), np.uint8), (w, h)) for _ in range(3)]
+    writer = VideoWriter(tmp_path / "v.mp4", 15.0, VideoEncoding(crf=0, gop=1))
+    for rgb in frames:
+        writer.write(rgb)
+    writer.close()
+    with av.open(str(tmp_path / "v.mp4")) as container:
+        decoded = [f.to_ndarray(format="yuv420p") for f in container.decode(video=0)]
+    assert len(decoded) == 3
+    for rgb, got in zip(frames, decoded, strict=True):
+        np.testing.assert_array_equal(got, cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420))
+    assert not np.array_equal(decoded[0], decoded[1])
