@@ -168,6 +168,7 @@ class SeriesBuilder:
         wire = bool(spec.wire_scale) and msgtype != "dreamzero_msgs/msg/ActionChunk"
         self._scale = np.asarray(spec.wire_scale, np.float64) * spec.scale if wire else spec.scale
         self._offset = np.asarray(spec.wire_offset, np.float64) * spec.scale + spec.offset if wire else spec.offset
+        self._identity = not wire and spec.scale == 1.0 and spec.offset == 0.0  # the usual case: rad in, rad out
         self._times: list[np.ndarray] = []  # timed futures: one block per message
         self._values: list[np.ndarray] = []
         self._issue: list[int] = []
@@ -227,7 +228,7 @@ class SeriesBuilder:
             times = np.array([t0 + stamp_ns(p.time_from_start) for p in msg.points], dtype=np.int64)
             self._push(times, np.stack(pts)[:, idx], t0)
         else:  # std_msgs arrays and scalars
-            arr = np.atleast_1d(np.asarray(msg.data, dtype=np.float64))
+            arr = np.atleast_1d(np.array(msg.data, dtype=np.float64))  # a copy: never a view of the bag's bytes
             if spec.indices:
                 if max(spec.indices) >= arr.size:
                     raise MappingError(
@@ -245,7 +246,8 @@ class SeriesBuilder:
             return
         if not np.isfinite(row).all():  # the same error _direct() raises at the end of a kept series
             raise DatasetError(f"{self.spec.topic}: non-finite value for '{self.spec.key}' at stamp {stamp} ns")
-        self.sink.sample(stamp, row * self._scale + self._offset)
+        # ``row`` is the builder's own (a selection of the message's values), so it can be passed on.
+        self.sink.sample(stamp, row if self._identity else row * self._scale + self._offset)
 
     def _direct(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The per-message rows as one (N,) stamp and one (N, D) value block, checked and scaled."""
