@@ -32,6 +32,7 @@ from mcap.records import Channel, Chunk, DataEnd, Message
 from mcap.stream_reader import StreamReader, breakup_chunk
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection
+from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
@@ -73,6 +74,21 @@ def header_stamp_ns(raw: bytes | memoryview) -> int:
     little = raw[1] == 1  # encapsulation kind 0x0001 = CDR_LE, 0x0000 = CDR_BE
     sec, nsec = struct.unpack_from("<iI" if little else ">iI", raw, 4)
     return sec * 1_000_000_000 + nsec
+
+
+def deserialize_ignoring_trailing_bytes(types: Typestore, raw: memoryview, msgtype: str) -> Any:
+    """rosbags' ``deserialize_cdr`` without its final check that at most 3 bytes are left over.
+
+    ``rclpy.serialization.serialize_message`` (so also bags written from Python with rosbag2_py)
+    ends some messages, JointState among them, with a few bytes past the data: the Fast DDS rmw
+    sizes the buffer by its estimate. ROS itself reads such messages; rosbags rejects them.
+    """
+    if len(raw) < 4 or bytes(raw[:2]) not in (b"\x00\x00", b"\x00\x01"):
+        raise SerdeError("Invalid or unsupported CDR encapsulation.")
+    msgdef = types.get_msgdef(msgtype)
+    read = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
+    message, _end = read(raw[4:], 0, msgdef.cls, types)
+    return message
 
 
 def single_mcap_file(path: Path) -> Path | None:
@@ -242,7 +258,12 @@ class Bag:
         """The message; its array fields may be views of ``raw`` (no copy of an image's pixels)."""
         types = self.types
         try:
-            return types.deserialize_cdr(memoryview(raw), msgtype)
+            try:
+                return types.deserialize_cdr(memoryview(raw), msgtype)
+            except SerdeError as exc:
+                if "size mismatch" not in str(exc):
+                    raise
+                return deserialize_ignoring_trailing_bytes(types, memoryview(raw), msgtype)
         except Exception as exc:
             raise BagReadError(f"{self.path}: cannot deserialise a {msgtype} message: {exc}") from exc
 

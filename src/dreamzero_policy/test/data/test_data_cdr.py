@@ -181,3 +181,105 @@ def test_cdr_conversion_equals_the_rosbags_path(tmp_path: Path, monkeypatch: pyt
     # the values really come from both name orders and both byte orders
     state = np.asarray(DatasetReader(outs[("parser", True)]).episode(0).columns["observation.state"])
     assert np.isfinite(state).all() and len(np.unique(state[:, 0])) >= 15
+
+
+def test_cdr_parser_never_raises_and_agrees_with_rosbags_on_damaged_bytes() -> None:
+    # Random byte flips, insertions and cuts of valid messages: the parser either declines (None)
+    # or returns what rosbags reads from the same bytes; it never raises. rosbags rejects some
+    # buffers the parser accepts (bytes left over at the end), so agreement is checked where
+    # rosbags reads them.
+    rng = np.random.default_rng(7)
+    originals = [_rosbags_bytes(*case) for case in CASES]
+    agreed = declined = 0
+    for _ in range(3000):
+        raw = bytearray(originals[rng.integers(len(originals))])
+        kind = rng.integers(3)
+        if kind == 0:
+            for at in rng.integers(len(raw), size=rng.integers(1, 4)):
+                raw[at] = rng.integers(256)
+        elif kind == 1:
+            at = rng.integers(len(raw))
+            raw[at:at] = rng.integers(0, 256, rng.integers(1, 9), dtype=np.uint8).tobytes()
+        else:
+            del raw[rng.integers(len(raw)) :]
+        got = JointStateParser().parse(bytes(raw))
+        if got is None:
+            declined += 1
+            continue
+        try:
+            want = ROSBAGS.deserialize_cdr(bytes(raw), JS)
+        except SerdeError:
+            continue
+        assert got.names == list(want.name)
+        assert got.stamp_ns == want.header.stamp.sec * 10**9 + want.header.stamp.nanosec
+        for field in ("position", "velocity", "effort"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+        agreed += 1
+    assert agreed > 300 and declined > 300  # both outcomes really occurred
+
+
+def _write_rclpy_bag(path: Path) -> list[np.ndarray]:
+    """A bag whose payloads are rclpy's own bytes, as a rosbag2_py script writes them."""
+    from sensor_msgs.msg import Image
+
+    ts = make_typestore()
+    t0 = 1_700_000_000 * 10**9
+    positions = []
+    with Writer(path, version=9) as w:
+        js = w.add_connection("/joint_states", JS, typestore=ts)
+        cam = w.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=ts)
+        for k in range(121):
+            t = t0 + k * 10_000_000
+            stamp = Time(sec=t // 10**9, nanosec=t % 10**9)
+            q = [np.sin(0.02 * k), np.cos(0.02 * k)]
+            positions.append(np.array(q))
+            w.write(js, t, serialize_message(JointState(header=Header(stamp=stamp), name=["j1", "j2"], position=q)))
+            if k % 5 == 0:
+                img = Image(header=Header(stamp=stamp), height=4, width=4, encoding="rgb8", step=12)
+                img.data = bytes([k % 250]) * 48
+                w.write(cam, t, serialize_message(img))
+    return positions
+
+
+def test_rclpy_serialized_bag_converts_on_both_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # rclpy pads some messages past their data; rosbags alone rejects them ("size mismatch"),
+    # ROS reads them, and so must the converter, with or without the JointState parser.
+    positions = _write_rclpy_bag(tmp_path / "bag")
+    raw = serialize_message(JointState(name=["j1", "j2"], position=[1.0, 2.0]))
+    with pytest.raises(SerdeError, match="size mismatch"):
+        ROSBAGS.deserialize_cdr(raw, JS)
+    mapping = mapping_from_dict(
+        {
+            "name": "rclpy",
+            "fps": 20,
+            "align_tolerance_s": 0.05,
+            "video": {"cam": {"topic": "/cam/image"}},
+            "state": {"arm": {"topic": "/joint_states", "names": ["j1", "j2"]}},
+            "action": {"arm": {"next_state": "arm"}},
+            "instruction": {"text": "rclpy"},
+        }
+    )
+    columns = {}
+    for path_name, standard in (("parser", True), ("rosbags", False)):
+        monkeypatch.setattr(index_module, "joint_state_layout_is_standard", lambda _types, s=standard: s)
+        res = convert([tmp_path / "bag"], mapping, tmp_path / path_name, ConvertOptions(progress=False))
+        assert res.exit_code == 0
+        columns[path_name] = DatasetReader(tmp_path / path_name).episode(0).columns
+    state = np.asarray(columns["parser"]["observation.state"])
+    np.testing.assert_array_equal(state, np.asarray(columns["rosbags"]["observation.state"]))
+    assert len(state) >= 20
+    np.testing.assert_array_equal(state[0], positions[0])  # the grid starts on the first joint sample
+
+
+def test_bag_deserialize_reads_padded_bytes_and_still_rejects_short_ones(tmp_path: Path) -> None:
+    from dreamzero_policy.core.errors import BagReadError
+    from dreamzero_policy.data.bagio import Bag
+
+    _write_rclpy_bag(tmp_path / "bag")
+    raw = serialize_message(JointState(name=["j1", "j2"], position=[1.0, 2.0], velocity=[3.0, 4.0]))
+    with Bag(tmp_path / "bag", make_typestore()) as bag:
+        msg = bag.deserialize(raw, JS)
+        assert list(msg.name) == ["j1", "j2"]
+        np.testing.assert_array_equal(msg.velocity, [3.0, 4.0])
+        with pytest.raises(BagReadError, match="cannot deserialise a sensor_msgs/msg/JointState"):
+            bag.deserialize(raw[:30], JS)
