@@ -28,6 +28,8 @@ def read_action_chunks(bag: str | Path, topic: str = "/dreamzero/action_chunk") 
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
+    from dreamzero_policy.data.bagio import deserialize_message
+
     path = Path(bag)
     if not path.exists():
         raise BackendError(f"replay: bag not found: {path}")
@@ -42,7 +44,7 @@ def read_action_chunks(bag: str | Path, topic: str = "/dreamzero/action_chunk") 
             if bad:
                 raise BackendError(f"replay: {topic!r} carries {bad[0]}, expected {ACTION_CHUNK_TYPE}")
             for conn, _t, raw in reader.messages(connections=conns):
-                msg = reader.deserialize(raw, conn.msgtype)
+                msg = deserialize_message(reader.typestore, raw, conn.msgtype)
                 names = list(msg.names)
                 data = np.asarray(msg.data, dtype=np.float64)
                 if data.size != msg.horizon * len(names) or msg.horizon < 1:

@@ -76,16 +76,21 @@ def header_stamp_ns(raw: bytes | memoryview) -> int:
     return sec * 1_000_000_000 + nsec
 
 
-def deserialize_ignoring_trailing_bytes(types: Typestore, raw: memoryview, msgtype: str) -> Any:
-    """rosbags' ``deserialize_cdr`` without its final check that at most 3 bytes are left over.
+def deserialize_message(types: Typestore, raw: bytes | memoryview, msgtype: str) -> Any:
+    """``types.deserialize_cdr``, but reading messages with bytes left over past their data as ROS does.
 
     ``rclpy.serialization.serialize_message`` (so also bags written from Python with rosbag2_py)
     ends some messages, JointState among them, with a few bytes past the data: the Fast DDS rmw
-    sizes the buffer by its estimate. ROS itself reads such messages; rosbags rejects them.
+    sizes the buffer by its estimate. ROS itself reads such messages; rosbags rejects them with a
+    "size mismatch", and only then are they read again without that check.
     """
-    if len(raw) < 4 or bytes(raw[:2]) not in (b"\x00\x00", b"\x00\x01"):
-        raise SerdeError("Invalid or unsupported CDR encapsulation.")
-    msgdef = types.get_msgdef(msgtype)
+    raw = memoryview(raw)
+    try:
+        return types.deserialize_cdr(raw, msgtype)
+    except SerdeError as exc:
+        if "size mismatch" not in str(exc):
+            raise
+    msgdef = types.get_msgdef(msgtype)  # the encapsulation was checked by deserialize_cdr
     read = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
     message, _end = read(raw[4:], 0, msgdef.cls, types)
     return message
@@ -256,14 +261,8 @@ class Bag:
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
         """The message; its array fields may be views of ``raw`` (no copy of an image's pixels)."""
-        types = self.types
         try:
-            try:
-                return types.deserialize_cdr(memoryview(raw), msgtype)
-            except SerdeError as exc:
-                if "size mismatch" not in str(exc):
-                    raise
-                return deserialize_ignoring_trailing_bytes(types, memoryview(raw), msgtype)
+            return deserialize_message(self.types, raw, msgtype)
         except Exception as exc:
             raise BagReadError(f"{self.path}: cannot deserialise a {msgtype} message: {exc}") from exc
 

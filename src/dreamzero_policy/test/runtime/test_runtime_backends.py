@@ -25,7 +25,7 @@ CHUNK_TYPE = "dreamzero_msgs/msg/ActionChunk"
 BAG_NAMES = ["gripper", *[f"panda_joint{i}" for i in range(7, 0, -1)]]
 
 
-def write_chunk_bag(path: Path, n: int = 3, horizon: int = 24) -> list[np.ndarray]:
+def write_chunk_bag(path: Path, n: int = 3, horizon: int = 24, pad: bytes = b"") -> list[np.ndarray]:
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
@@ -47,7 +47,7 @@ def write_chunk_bag(path: Path, n: int = 3, horizon: int = 24) -> list[np.ndarra
                 step_duration=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=66_666_667),
                 horizon=horizon, execute_horizon=8, names=BAG_NAMES, data=data.reshape(-1),
                 inference_started=stamp, inference_latency=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=0))
-            writer.write(conn, (100 + i) * 10**9, ts.serialize_cdr(msg, CHUNK_TYPE))
+            writer.write(conn, (100 + i) * 10**9, bytes(ts.serialize_cdr(msg, CHUNK_TYPE)) + pad)
     return datas
 
 
@@ -83,6 +83,16 @@ def test_replay_reads_bag_and_reorders(bag) -> None:
     np.testing.assert_allclose(rb.infer({})["actions"], expected(datas[0]), rtol=1e-6)
     looping = ReplayBackend(SPEC, path, loop=True)
     assert len([looping.infer({}) for _ in range(5)]) == 5 and looping.metadata()["action_horizon"] == 24
+
+
+def test_replay_reads_chunks_padded_past_their_data(tmp_path) -> None:
+    # rclpy's serialize_message (bags written with rosbag2_py) can leave bytes past a message's
+    # data; ROS reads such messages, rosbags' own check rejects them, the replay reads them.
+    datas = write_chunk_bag(tmp_path / "padded", pad=bytes(8))
+    chunks = read_action_chunks(tmp_path / "padded")
+    assert [c["chunk_id"] for c in chunks] == [0, 1, 2]
+    for chunk, data in zip(chunks, datas, strict=True):
+        np.testing.assert_array_equal(chunk["data"], data)
 
 
 def test_replay_resets_on_session_change(bag) -> None:
