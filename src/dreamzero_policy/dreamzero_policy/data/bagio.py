@@ -96,6 +96,24 @@ def deserialize_message(types: Typestore, raw: bytes | memoryview, msgtype: str)
     return message
 
 
+def storage_source(path: Path) -> Path:
+    """What rosbags opens: the bag directory, or its only storage file if ``metadata.yaml`` is missing.
+
+    ``ros2 bag record`` writes ``metadata.yaml`` when it stops, so an interrupted recording (or a bag
+    copied without it) has none. A single .mcap or .db3 file carries its own topics and counts.
+    """
+    if not path.is_dir() or (path / "metadata.yaml").exists():
+        return path
+    files = sorted(p for p in path.iterdir() if p.suffix in (".mcap", ".db3"))
+    if len(files) == 1:
+        return files[0]
+    found = ", ".join(p.name for p in files) or "no .mcap or .db3 file"
+    raise BagReadError(
+        f"{path}: no metadata.yaml ({found}); the recording was interrupted or the bag was copied without it. "
+        f"`ros2 bag reindex {path}` rebuilds it on a ROS machine"
+    )
+
+
 def single_mcap_file(path: Path) -> Path | None:
     """The bag's only storage file if it is MCAP without rosbag2 compression, else None."""
     if path.is_file():
@@ -203,8 +221,9 @@ class Bag:
     def __enter__(self) -> Bag:
         if not self.path.exists():
             raise BagReadError(f"{self.path}: no such bag")
+        source = storage_source(self.path)
         try:
-            self._reader = AnyReader([self.path], default_typestore=self._typestore)
+            self._reader = AnyReader([source], default_typestore=self._typestore)
             self._reader.open()
         except Exception as exc:  # rosbags raises many types (ReaderError, sqlite3, struct, zstd)
             self._reader = None
@@ -212,7 +231,7 @@ class Bag:
         self._connections, self._types = list(self._reader.connections), self._reader.typestore
         self.start_ns, self.end_ns = int(self._reader.start_time), int(self._reader.end_time)  # log times
         topics = [c.topic for c in self._connections]
-        mcap = single_mcap_file(self.path) if len(set(topics)) == len(topics) else None
+        mcap = single_mcap_file(source) if len(set(topics)) == len(topics) else None
         self._mcap = mcap if mcap is not None and chunks_start_in_order(mcap) else None
         if self._mcap is not None:
             self._close_reader()  # frees rosbags' chunk index; messages are streamed from the file

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -23,7 +24,8 @@ examples:
   dreamzero data inspect rosbag2_2025_01_01 --mapping droid_franka --plots plots/
   dreamzero data inspect ~/data/droid_ft
 
-A BAG argument is a rosbag2 directory (metadata.yaml + .mcap or .db3; Humble or Jazzy) or a
+A BAG argument is a rosbag2 directory (metadata.yaml + .mcap or .db3; Humble or Jazzy; an
+interrupted recording without metadata.yaml is read from its single file), a .mcap/.db3 file, or a
 folder whose sub-directories are bags (one episode each with episodes.split: bag). Mappings are
 YAML files in config/datasets/ (name or path); see config/datasets/README for the schema.
 Frames are aligned on header stamps to the mapping's fps (nearest sample); a stream whose nearest
@@ -50,7 +52,16 @@ def resolve_mapping(arg: str) -> Path:
 
 
 def _is_bag(p: Path) -> bool:
-    return (p.is_file() and p.suffix in (".mcap", ".db3")) or (p.is_dir() and (p / "metadata.yaml").is_file())
+    if p.is_file():
+        return p.suffix in (".mcap", ".db3")
+    if not p.is_dir():
+        return False
+    if (p / "metadata.yaml").is_file():
+        return True
+    # An interrupted recording has no metadata.yaml; rosbag2 names its files <dir>_<k>.mcap or .db3.
+    # Such a directory is one bag (bagio opens its single file or says how to rebuild the metadata),
+    # never silently skipped; other files are bags of their own.
+    return any(re.fullmatch(rf"{re.escape(p.name)}(_\d+)?\.(mcap|db3)", c.name) for c in p.iterdir())
 
 
 def find_bags(paths: list[str]) -> list[Path]:

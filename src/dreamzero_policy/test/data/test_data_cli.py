@@ -110,3 +110,21 @@ def test_data_cli_ctrl_c_mid_conversion_leaves_nothing(
     assert main([*argv, "--no-progress"]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag", "m.yaml"]  # no dataset, no staging tree
+
+
+def test_data_cli_finds_interrupted_recordings_and_loose_files(tmp_path: Path) -> None:
+    # A folder of recordings where one was interrupted (no metadata.yaml): it is found, not
+    # silently skipped; loose .mcap files are bags of their own; other folders are ignored.
+    from dreamzero_policy.data.cli import find_bags
+
+    root = tmp_path / "recordings"
+    spec = SynthSpec(duration_s=0.5)
+    for name in ("ep1", "ep2"):
+        write_bag(root / name, spec)
+    (root / "ep2" / "metadata.yaml").unlink()
+    (root / "ep2" / "ep2.mcap").rename(root / "ep2" / "ep2_0.mcap")  # as ros2 bag record names it
+    write_bag(tmp_path / "loose", spec)
+    (tmp_path / "loose" / "loose.mcap").rename(root / "export.mcap")
+    (root / "plots").mkdir()
+    (root / "plots" / "timing.png").write_bytes(b"png")
+    assert find_bags([str(root)]) == [root / "ep1", root / "ep2", root / "export.mcap"]

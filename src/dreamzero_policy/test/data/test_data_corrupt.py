@@ -99,3 +99,31 @@ def test_data_corrupt_mapping_topic_not_in_bag(tmp_path: Path) -> None:
     with pytest.raises(MappingError, match=r"joints \['elbow'\] not in /joint_states"):
         convert([bag], mapping_from_dict(m), tmp_path / "ds", ConvertOptions(progress=False))
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_data_bag_without_metadata_is_read_from_its_single_file(tmp_path: Path, storage: str) -> None:
+    # ros2 bag record writes metadata.yaml when it stops: an interrupted recording has none, but its
+    # single storage file still holds the topics, types and counts.
+    from dreamzero_policy.data.reader import DatasetReader
+
+    bag, _ = _bag(tmp_path, storage)
+    _convert(bag, tmp_path / "with")
+    (bag / "metadata.yaml").unlink()
+    _convert(bag, tmp_path / "without")
+    a, b = DatasetReader(tmp_path / "with").episode(0), DatasetReader(tmp_path / "without").episode(0)
+    assert a.columns.keys() == b.columns.keys() and len(a.columns["frame_index"]) > 5
+    for col in a.columns:
+        assert (a.columns[col] == b.columns[col]).all(), col
+
+
+def test_data_split_bag_without_metadata_says_how_to_rebuild_it(tmp_path: Path) -> None:
+    bag, data = _bag(tmp_path, "mcap")
+    (bag / "metadata.yaml").unlink()
+    raw = data.read_bytes()
+    data.unlink()
+    for k in range(2):  # rosbag2's own names for the files of a split recording
+        (bag / f"{bag.name}_{k}.mcap").write_bytes(raw)
+    with pytest.raises(BagReadError, match=rf"{bag}: no metadata.yaml .*ros2 bag reindex {bag}"):
+        _convert(bag, tmp_path / "ds")
+    assert not (tmp_path / "ds").exists()
