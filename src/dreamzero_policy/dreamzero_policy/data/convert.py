@@ -117,7 +117,12 @@ def _index(bag: Bag, mapping: Mapping, opts: ConvertOptions, live: LiveConversio
         disable=not opts.progress,
         leave=False,
     ) as bar:
-        return build_index(bag, mapping, bar.update, live)
+        try:
+            return build_index(bag, mapping, bar.update, live)
+        except DatasetError as exc:  # a series' own errors name the topic; say which bag too
+            if str(bag.path) in str(exc):
+                raise
+            raise type(exc)(f"{bag.path}: {exc}") from exc
 
 
 def _write_live_episode(

@@ -17,7 +17,7 @@ from dreamzero_policy.core.errors import MappingError
 from dreamzero_policy.data.bagio import Bag, header_stamp_ns
 from dreamzero_policy.data.cdr import JOINT_STATE, JointStateParser, joint_state_layout_is_standard
 from dreamzero_policy.data.mapping import Mapping
-from dreamzero_policy.data.streams import DISCARD, Series, SeriesBuilder, drop_non_increasing
+from dreamzero_policy.data.streams import DISCARD, Series, SeriesBuilder, drop_non_increasing, unstamped_error
 
 if TYPE_CHECKING:
     from dreamzero_policy.data.live import LiveConversion
@@ -58,10 +58,11 @@ def build_index(
 
     for v in mapping.video:
         need(v.topic, f"video '{v.key}'", IMAGE_TYPES)
+    receive = set(mapping.receive_time_topics)
     builders: dict[str, list[tuple[str, SeriesBuilder]]] = {}
     for s in mapping.state:
         builders.setdefault(s.topic, []).append(
-            ("state", SeriesBuilder(s, need(s.topic, f"state '{s.key}'"), mapping.period_ns))
+            ("state", SeriesBuilder(s, need(s.topic, f"state '{s.key}'"), mapping.period_ns, s.topic in receive))
         )
     missing_actions = []
     for a in mapping.action:
@@ -71,7 +72,10 @@ def build_index(
             missing_actions.append(a.stream.topic)
             continue
         builders.setdefault(a.stream.topic, []).append(
-            ("action", SeriesBuilder(a.stream, topics[a.stream.topic].msgtype, mapping.period_ns))
+            (
+                "action",
+                SeriesBuilder(a.stream, topics[a.stream.topic].msgtype, mapping.period_ns, a.stream.topic in receive),
+            )
         )
     ins_topic = mapping.instruction.topic
     if ins_topic:
@@ -91,6 +95,7 @@ def build_index(
     video_topics = {v.topic for v in mapping.video}
     stamps: dict[str, list[int]] = {t: [] for t in video_topics}
     ordinals = dict.fromkeys(video_topics, 0)
+    unstamped = dict.fromkeys(video_topics, 0)
     index = BagIndex({}, {}, {}, missing_actions, topics={t: (i.msgtype, i.count) for t, i in topics.items()})
     wanted = video_topics | set(builders) | {t for t in (ins_topic, ep.topic) if t}
     joint_states: dict[str, JointStateParser] = {}  # hot topics read without rosbags' deserialiser
@@ -99,7 +104,8 @@ def build_index(
     for conn, log_t, raw in bag.read(wanted, progress):
         topic = conn.topic
         if topic in video_topics:
-            stamp = header_stamp_ns(raw)
+            stamp = log_t if topic in receive else header_stamp_ns(raw)
+            unstamped[topic] += stamp == 0
             if live is None:
                 stamps[topic].append(stamp)
             else:  # the single pass keeps no per-frame state here; the ordinal still counts every message
@@ -110,7 +116,7 @@ def build_index(
             fields = parser.parse(raw) if parser is not None else None
             if fields is not None:
                 for _, b in builders[topic]:
-                    b.add_joint_state(fields)
+                    b.add_joint_state(fields, log_t)
             else:
                 msg = bag.deserialize(raw, conn.msgtype)
                 for _, b in builders[topic]:
@@ -128,10 +134,14 @@ def build_index(
                 index.status_events.append(
                     (log_t, bytes(np.asarray(st.goal_info.goal_id.uuid, np.uint8)), int(st.status))
                 )
+    for topic, zeros in unstamped.items():
+        if zeros > 1 and zeros == ordinals[topic]:
+            raise unstamped_error(topic, zeros)
     for v in mapping.video:
         t = np.asarray(stamps[v.topic], dtype=np.int64)
         times, ordinals, dropped = drop_non_increasing(t, np.arange(len(t), dtype=np.float64)[:, None])
-        index.video[v.key] = Series(v.key, v.topic, times, ordinals, dropped, "header", False)
+        source = "receive" if v.topic in receive else "header"
+        index.video[v.key] = Series(v.key, v.topic, times, ordinals, dropped, source, False)
     for blist in builders.values():
         for role, b in blist:
             (index.state if role == "state" else index.action)[b.spec.key] = b.finish()

@@ -62,8 +62,13 @@ def inspect_bag(path: Path, mapping: Mapping | None = None, plot_dir: Path | Non
                 msg = bag.deserialize(raw, conn.msgtype)
                 names, ts, vals = joints.setdefault(conn.topic, (list(msg.name), [], []))
                 if list(msg.name) == names and len(msg.position) == len(names):
-                    ts.append(header_stamp_ns(raw))
+                    ts.append(header_stamp_ns(raw) or log_t)  # (plots only)
                     vals.append(np.asarray(msg.position, np.float64))
+    # A publisher that never sets header stamps: timed by receive time here, and the converter
+    # needs the topic in the mapping's receive_time_topics.
+    unstamped = {t for t, s in stamps.items() if len(s) > 1 and not any(s)}
+    for t in unstamped:
+        stamps[t] = recv[t]
     report: dict[str, Any] = {"bag": str(path), "topics": {}}
     for topic, info in sorted(topics.items()):
         r = np.asarray(recv.get(topic, []), np.int64)
@@ -72,7 +77,9 @@ def inspect_bag(path: Path, mapping: Mapping | None = None, plot_dir: Path | Non
             **timing_stats(np.asarray(stamps[topic], np.int64) if topic in stamps else r),
             "time_source": "header" if topic in stamps else "receive",
         }
-        if topic in stamps and len(r):
+        if topic in unstamped:
+            entry["time_source"] = "receive (header stamps are 0)"
+        elif topic in stamps and len(r):
             entry["median_delay_s"] = float(np.median((r - np.asarray(stamps[topic])) / 1e9))
         report["topics"][topic] = entry
     if mapping is not None:
@@ -88,9 +95,12 @@ def _planned_episodes(path: Path, mapping: Mapping) -> list[dict[str, Any]]:
     from dreamzero_policy.data.index import build_index
     from dreamzero_policy.data.plan import plan_episode
 
-    out = []
-    with Bag(path, make_typestore()) as bag:
-        index = build_index(bag, mapping)
+    out: list[dict[str, Any]] = []
+    try:
+        with Bag(path, make_typestore()) as bag:
+            index = build_index(bag, mapping)
+    except DatasetError as exc:  # e.g. a topic the mapping cannot align: the report says why
+        return [{"error": str(exc)}]
     for w in episode_windows(index, mapping):
         entry: dict[str, Any] = {"start_ns": w.start_ns, "end_ns": w.end_ns}
         try:

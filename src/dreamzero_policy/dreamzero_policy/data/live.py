@@ -75,9 +75,9 @@ class _Stamps:
 class _Camera(_Stamps):
     """One camera topic: buffered messages (strictly increasing stamps), the frame of the current tick."""
 
-    def __init__(self, topic: str, worker: CameraWorker) -> None:
+    def __init__(self, topic: str, worker: CameraWorker, time_source: str = "header") -> None:
         super().__init__()
-        self.topic, self.worker = topic, worker
+        self.topic, self.worker, self.time_source = topic, worker, time_source
         self.writers: list[tuple[str, VideoWriter]] = []  # (video key, its writer)
         self.frames: deque[tuple[int, int, Any]] = deque()  # (stamp, ordinal, raw)
         self.stamp = 0  # stamp of the frame selected for the current tick
@@ -213,7 +213,7 @@ class _Column:
             max_error_s=self.max_ns / 1e9,
             mean_error_s=self.sum_s / ticks if ticks else 0.0,
             held=self.held,
-            time_source=src.time_source if isinstance(src, _Series) else "header",
+            time_source=src.time_source,
         )
 
 
@@ -292,7 +292,9 @@ class LiveConversion:
             cam = self.cameras.get(v.topic)
             if cam is None:
                 cam = self.cameras[v.topic] = _Camera(
-                    v.topic, CameraWorker(bag.path, v.topic, decoders[v.topic], self._pool)
+                    v.topic,
+                    CameraWorker(bag.path, v.topic, decoders[v.topic], self._pool),
+                    "receive" if v.topic in mapping.receive_time_topics else "header",
                 )
             size = (v.width, v.height) if v.width and v.height else None
             cam.writers.append(

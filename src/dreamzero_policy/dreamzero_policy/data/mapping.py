@@ -23,10 +23,11 @@ validate themselves, so a typo fails before any bag is read. Schema (all times i
     episodes: {split: bag}             # bag | instruction_topic | run_task (+ topic, end_values)
     instruction: {text: "pick up the cup"}              # or {topic: /instruction} or {file: task.txt}
     video_encoding: {codec: libx264, crf: 18, preset: ultrafast, tune: zerolatency, gop: 8, threads: 1}
+    receive_time_topics: [/joint_states]  # optional: topics whose publisher leaves header stamps at 0
 
-Sample times are header stamps; messages without a header (``std_msgs`` arrays, ``String``) use
-the bag's receive time. ``scale``/``offset`` map a value linearly (``v * scale + offset``), e.g.
-to normalise a gripper to 0 = open, 1 = closed.
+Sample times are header stamps; messages without a header (``std_msgs`` arrays, ``String``) and
+the topics in ``receive_time_topics`` use the bag's receive time. ``scale``/``offset`` map a value
+linearly (``v * scale + offset``), e.g. to normalise a gripper to 0 = open, 1 = closed.
 """
 
 from __future__ import annotations
@@ -189,6 +190,8 @@ class Mapping:
     instruction: InstructionSpec = InstructionSpec()
     video_encoding: VideoEncoding = VideoEncoding()
     robot: str | None = None  # robot profile the joint columns came from
+    # Topics whose publishers leave header stamps unset (all zero): timed by the recorder's receive time.
+    receive_time_topics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.fps > 0:
@@ -213,6 +216,11 @@ class Mapping:
         for akey, skey in self.relative_action.items():
             if akey not in action_keys or skey not in state_keys:
                 raise MappingError(f"relative_action {akey} -> {skey}: unknown action or state key")
+        used = {v.topic for v in self.video} | {s.topic for s in self.state}
+        used |= {a.stream.topic for a in self.action if a.stream is not None}
+        for topic in self.receive_time_topics:
+            if topic not in used:
+                raise MappingError(f"receive_time_topics: {topic} is not the topic of any key (topics: {sorted(used)})")
 
     @property
     def tolerance_s(self) -> float:
@@ -271,6 +279,7 @@ def mapping_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Map
         "episodes",
         "instruction",
         "video_encoding",
+        "receive_time_topics",
     }
     _check_keys("mapping", data, allowed)
     for required in ("name", "fps", "video"):
@@ -328,7 +337,18 @@ def mapping_from_dict(data: dict[str, Any], base_dir: Path | None = None) -> Map
         instruction=InstructionSpec(**{k: str(v) for k, v in ins.items()}),
         video_encoding=VideoEncoding(**enc),
         robot=None if robot is None else str(robot.name),
+        receive_time_topics=tuple(str(t) for t in _as_list("receive_time_topics", data.get("receive_time_topics"))),
     )
+
+
+def _as_list(what: str, value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise MappingError(f"{what}: expected a list, got {type(value).__name__}")
+    return value
 
 
 def load_mapping(path: str | Path) -> Mapping:

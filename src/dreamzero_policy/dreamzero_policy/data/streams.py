@@ -64,6 +64,14 @@ class Series:
         )
 
 
+def unstamped_error(topic: str, count: int) -> DatasetError:
+    """The error for a topic whose header stamps are all zero (its publisher never sets them)."""
+    return DatasetError(
+        f"{topic}: all {count} header stamps are 0 (the publisher does not stamp its messages), so they cannot "
+        f"be aligned; add {topic} to the mapping's receive_time_topics to use the time the recorder received them"
+    )
+
+
 def stamp_ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
@@ -153,12 +161,14 @@ DISCARD: SampleSink = _Discard()  # for a series nobody reads (actions of a vide
 class SeriesBuilder:
     """Accumulates one key's samples from deserialised messages of one topic."""
 
-    def __init__(self, spec: StreamSpec, msgtype: str, period_ns: float) -> None:
+    def __init__(self, spec: StreamSpec, msgtype: str, period_ns: float, receive_time: bool = False) -> None:
         if msgtype not in SUPPORTED_TYPES:
             raise MappingError(f"'{spec.key}': topic {spec.topic} has type {msgtype}; supported: {SUPPORTED_TYPES}")
         self.spec, self.msgtype = spec, msgtype
         self.timed = msgtype in TIMED_TYPES
-        self.receive_time = msgtype.startswith("std_msgs/")
+        # std_msgs have no header; other topics only when the mapping lists them in receive_time_topics.
+        self.receive_time = receive_time or msgtype.startswith("std_msgs/")
+        self.messages = self.unstamped = 0  # header-timed messages, and those whose header stamp is zero
         default_offset = period_ns if self.timed else 0.0
         # Timed futures are queried one frame ahead: the action at frame k is the command for
         # frame k+1, the same meaning as ``next_state`` actions.
@@ -187,9 +197,16 @@ class SeriesBuilder:
             self._cache = cache = (listed, _select(self.spec, listed, where))
         return cache[1]
 
-    def add_joint_state(self, js: JointStateFields) -> None:
+    def _stamp(self, header_ns: int, log_time_ns: int) -> int:
+        if self.receive_time:
+            return log_time_ns
+        self.messages += 1
+        self.unstamped += header_ns == 0
+        return header_ns
+
+    def add_joint_state(self, js: JointStateFields, log_time_ns: int) -> None:
         """A JointState read by the CDR parser (``cdr.py``); the same as ``add`` of the message."""
-        self._joint_state(js.stamp_ns, js.names, getattr(js, self.spec.field))
+        self._joint_state(self._stamp(js.stamp_ns, log_time_ns), js.names, getattr(js, self.spec.field))
 
     def _joint_state(self, stamp: int, names: Any, arr: Any) -> None:
         # Hot path (100s of Hz): keep a selected row and the stamp; checks and scaling are
@@ -204,7 +221,7 @@ class SeriesBuilder:
     def add(self, msg: Any, log_time_ns: int) -> None:
         spec, t = self.spec, self.msgtype
         if t == "sensor_msgs/msg/JointState":
-            self._joint_state(stamp_ns(msg.header.stamp), msg.name, getattr(msg, spec.field))
+            self._joint_state(self._stamp(stamp_ns(msg.header.stamp), log_time_ns), msg.name, getattr(msg, spec.field))
         elif t == "dreamzero_msgs/msg/ActionChunk":
             idx = self._indices(msg.names, f"{spec.topic} (ActionChunk)")
             h, d = int(msg.horizon), len(msg.names)
@@ -216,11 +233,12 @@ class SeriesBuilder:
             step = stamp_ns(msg.step_duration)
             if step <= 0:
                 raise DatasetError(f"{spec.topic}: ActionChunk {msg.chunk_id} has a non-positive step_duration")
-            t0 = stamp_ns(msg.header.stamp)
+            t0 = self._stamp(stamp_ns(msg.header.stamp), log_time_ns)
             self._push(t0 + step * np.arange(1, h + 1, dtype=np.int64), data.reshape(h, d)[:, idx], t0)
         elif t == "trajectory_msgs/msg/JointTrajectory":
             idx = self._indices(msg.joint_names, f"{spec.topic} (JointTrajectory)")
-            t0 = stamp_ns(msg.header.stamp) or log_time_ns
+            # A zero stamp means "now" to a trajectory controller: the receive time is that moment.
+            t0 = log_time_ns if self.receive_time else (stamp_ns(msg.header.stamp) or log_time_ns)
             fld = {"position": "positions", "velocity": "velocities", "effort": "effort"}[spec.field]
             pts = [np.asarray(getattr(p, fld), dtype=np.float64) for p in msg.points]
             if not pts or any(p.size != len(msg.joint_names) for p in pts):
@@ -277,6 +295,8 @@ class SeriesBuilder:
         self._issue.append(issue_ns)
 
     def finish(self) -> Series:
+        if self.messages > 1 and self.unstamped == self.messages:
+            raise unstamped_error(self.spec.topic, self.messages)
         if len(self._rows):
             self._times, self._values = self._direct()
         if not self._times:

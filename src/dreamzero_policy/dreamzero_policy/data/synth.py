@@ -72,6 +72,7 @@ class SynthSpec:
     chunk_step_s: float | None = None  # None -> 1 / camera_rate
     instructions: tuple[tuple[float, str], ...] = ()  # (time s, text) on /instruction
     run_task: tuple[tuple[float, float, int], ...] = ()  # (start s, end s, terminal status)
+    unstamped: frozenset[str] = frozenset()  # topics published with zero header stamps (an unstamping driver)
     seed: int = 0
 
 
@@ -80,6 +81,7 @@ class Truth:
     """Everything written: per topic the header stamps (ns) and the values."""
 
     stamps: dict[str, list[int]] = field(default_factory=dict)
+    received: dict[str, list[int]] = field(default_factory=dict)  # camera and joint topics: log time per message
     frames: dict[str, list[int]] = field(default_factory=dict)  # camera topic -> frame index per message
     joints: list[np.ndarray] = field(default_factory=list)  # per JointState message, position incl. gripper
     chunks: list[tuple[int, int, np.ndarray]] = field(default_factory=list)  # (stamp, step ns, (H, D) data)
@@ -132,7 +134,8 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
         t = T0_NS + round((nominal_s + jitter) * 1e9)
         return t - 503_000_000 if i in spec.backwards.get(topic, frozenset()) else t
 
-    def header(t_ns: int) -> object:
+    def header(t_ns: int, topic: str = "") -> object:
+        t_ns = 0 if topic in spec.unstamped else t_ns
         return T["std_msgs/msg/Header"](
             stamp=T["builtin_interfaces/msg/Time"](sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id=""
         )
@@ -145,8 +148,9 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
             t = stamp_of(cam.topic, i, nominal)
             if t is None:
                 continue
-            msgtype, msg = _image_msg(ts, cam, i, header(t))
+            msgtype, msg = _image_msg(ts, cam, i, header(t, cam.topic))
             events.append((T0_NS + int(nominal * 1e9) + 2_000_000, cam.topic, msgtype, msg))
+            truth.received.setdefault(cam.topic, []).append(events[-1][0])
             truth.stamps[cam.topic].append(t)
             truth.frames[cam.topic].append(i)
     if spec.joint_topic:
@@ -158,13 +162,14 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
                 continue
             q = np.array([joint_value((t - T0_NS) / 1e9, j) for j in range(len(truth.joint_names))])
             msg = T["sensor_msgs/msg/JointState"](
-                header=header(t),
+                header=header(t, spec.joint_topic),
                 name=list(truth.joint_names),
                 position=q,
                 velocity=np.zeros_like(q),
                 effort=np.array([], float),
             )
             events.append((T0_NS + int(nominal * 1e9) + 1_000_000, spec.joint_topic, "sensor_msgs/msg/JointState", msg))
+            truth.received.setdefault(spec.joint_topic, []).append(events[-1][0])
             truth.stamps[spec.joint_topic].append(t)
             truth.joints.append(q)
     if spec.chunk_topic:
