@@ -45,18 +45,19 @@ class JointStateFields:
     """One JointState's stamp, names and value arrays (views of the message bytes)."""
 
     stamp_ns: int
-    names: list[str]  # the same list object for every message with an unchanged name list
+    names: list[str]  # the same list object for every message with the same name list
     position: np.ndarray
     velocity: np.ndarray
     effort: np.ndarray
 
 
 class JointStateParser:
-    """Parses one topic's JointState messages; remembers the last name list it decoded."""
+    """Parses one topic's JointState messages; remembers the name lists it decoded."""
 
     def __init__(self) -> None:
         self._names_key = b""
         self._names: list[str] = []
+        self._seen: dict[bytes, list[str]] = {}  # name lists of every publisher on the topic (a few)
 
     def parse(self, raw: bytes | memoryview) -> JointStateFields | None:
         buf = memoryview(raw)
@@ -78,8 +79,14 @@ class JointStateParser:
                 return None
             key = body[start:end]
             if key != self._names_key:
-                self._names = _decode_names(key, count)
-                self._names_key = bytes(key)
+                key_bytes = bytes(key)
+                names = self._seen.get(key_bytes)
+                if names is None:
+                    names = _decode_names(key, count)
+                    if len(self._seen) >= 64:  # names that keep changing: do not grow without bound
+                        self._seen.clear()
+                    self._seen[key_bytes] = names
+                self._names, self._names_key = names, key_bytes
             arrays = []
             for _ in range(3):
                 end = (end + 3) & ~3

@@ -76,7 +76,8 @@ def stamp_ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def _select(spec: StreamSpec, names: list[str], where: str) -> np.ndarray:
+def _select(spec: StreamSpec, names: list[str], where: str, none_ok: bool = False) -> np.ndarray | None:
+    """Column indices of ``spec``'s joints in ``names``; None if ``none_ok`` and none of them is there."""
     if not spec.names:
         raise MappingError(f"'{spec.key}': {where} carries named joints; list 'names' in the mapping")
     index = {n: i for i, n in enumerate(names)}
@@ -88,6 +89,8 @@ def _select(spec: StreamSpec, names: list[str], where: str) -> np.ndarray:
         if hit is None:
             missing.append(" / ".join(candidates))
         picked.append(hit)
+    if none_ok and len(missing) == len(spec.names):
+        return None
     if missing:
         raise MappingError(f"'{spec.key}': joints {missing} not in {where} (it has {names})")
     return np.array(picked, dtype=np.intp)
@@ -183,18 +186,26 @@ class SeriesBuilder:
         self._values: list[np.ndarray] = []
         self._issue: list[int] = []
         self._rows = RowStore()  # direct types: one row per message
-        self._cache: tuple[list[str], np.ndarray] | None = None
+        self._cache: tuple[list[str], np.ndarray | None] | None = None  # the last name list and its columns
+        self._known: dict[tuple[str, ...], np.ndarray | None] = {}  # every name list seen (a few publishers)
+        self.used = self.skipped = 0  # JointStates with this key's joints, and those with none of them
+        self._skipped_names: list[str] = []
         self.width: int | None = None  # columns per sample, once one was seen
         # Set by the single-pass path (live.py): samples go to it as they arrive instead of being kept.
         self.sink: SampleSink | None = None
 
-    def _indices(self, names: Any, where: str) -> np.ndarray:
-        # Names rarely change within a topic; a list comparison is cheaper than re-indexing, and
-        # the CDR parser hands over the very same list while they do not change.
+    def _indices(self, names: Any, where: str, none_ok: bool = False) -> np.ndarray | None:
+        # Names rarely change within a publisher's messages; a list comparison is cheaper than
+        # re-indexing, and the CDR parser hands over the very same list while they do not change.
         cache = self._cache
         if cache is None or (cache[0] is not names and cache[0] != names):
             listed = names if isinstance(names, list) else list(names)
-            self._cache = cache = (listed, _select(self.spec, listed, where))
+            key = tuple(listed)
+            if key not in self._known:
+                if len(self._known) >= 64:  # names that keep changing: do not grow without bound
+                    self._known.clear()
+                self._known[key] = _select(self.spec, listed, where, none_ok)
+            self._cache = cache = (listed, self._known[key])
         return cache[1]
 
     def _stamp(self, header_ns: int, log_time_ns: int) -> int:
@@ -206,22 +217,29 @@ class SeriesBuilder:
 
     def add_joint_state(self, js: JointStateFields, log_time_ns: int) -> None:
         """A JointState read by the CDR parser (``cdr.py``); the same as ``add`` of the message."""
-        self._joint_state(self._stamp(js.stamp_ns, log_time_ns), js.names, getattr(js, self.spec.field))
+        self._joint_state(js.stamp_ns, log_time_ns, js.names, getattr(js, self.spec.field))
 
-    def _joint_state(self, stamp: int, names: Any, arr: Any) -> None:
+    def _joint_state(self, header_ns: int, log_time_ns: int, names: Any, arr: Any) -> None:
         # Hot path (100s of Hz): keep a selected row and the stamp; checks and scaling are
         # vectorised in finish().
         if len(arr) != len(names):
             raise DatasetError(
                 f"{self.spec.topic}: JointState {self.spec.field} has {len(arr)} values for {len(names)} names"
             )
-        idx = self._indices(names, f"{self.spec.topic} (JointState)")
-        self._direct_sample(stamp, np.asarray(arr, dtype=np.float64)[idx])
+        # Several drivers may share a topic (an arm's and a gripper's JointStates on /joint_states):
+        # a message with none of this key's joints belongs to another one. Some but not all is an error.
+        idx = self._indices(names, f"{self.spec.topic} (JointState)", none_ok=True)
+        if idx is None:
+            self.skipped += 1
+            self._skipped_names = list(names)
+            return
+        self.used += 1
+        self._direct_sample(self._stamp(header_ns, log_time_ns), np.asarray(arr, dtype=np.float64)[idx])
 
     def add(self, msg: Any, log_time_ns: int) -> None:
         spec, t = self.spec, self.msgtype
         if t == "sensor_msgs/msg/JointState":
-            self._joint_state(self._stamp(stamp_ns(msg.header.stamp), log_time_ns), msg.name, getattr(msg, spec.field))
+            self._joint_state(stamp_ns(msg.header.stamp), log_time_ns, msg.name, getattr(msg, spec.field))
         elif t == "dreamzero_msgs/msg/ActionChunk":
             idx = self._indices(msg.names, f"{spec.topic} (ActionChunk)")
             h, d = int(msg.horizon), len(msg.names)
@@ -295,6 +313,11 @@ class SeriesBuilder:
         self._issue.append(issue_ns)
 
     def finish(self) -> Series:
+        if self.skipped and not self.used:
+            raise MappingError(
+                f"'{self.spec.key}': none of the {self.skipped} JointStates on {self.spec.topic} has joints "
+                f"{list(self.spec.names)} (they have {self._skipped_names})"
+            )
         if self.messages > 1 and self.unstamped == self.messages:
             raise unstamped_error(self.spec.topic, self.messages)
         if len(self._rows):
