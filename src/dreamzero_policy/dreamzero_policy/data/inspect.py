@@ -8,6 +8,7 @@ plot directory, PNGs of joint trajectories and message timing (matplotlib, headl
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def timing_stats(stamps: np.ndarray) -> dict[str, Any]:
 def inspect_bag(path: Path, mapping: Mapping | None = None, plot_dir: Path | None = None) -> dict[str, Any]:
     stamps: dict[str, list[int]] = {}
     recv: dict[str, list[int]] = {}
-    joints: dict[str, tuple[list[str], list[int], list[np.ndarray]]] = {}
+    joints: dict[str, dict[str, tuple[array, array]]] = {}  # topic -> joint -> (stamps, positions)
     with Bag(path, make_typestore()) as bag:
         topics = bag.topics()
         header = {t: _has_header(bag, i.msgtype) for t, i in topics.items()}
@@ -60,10 +61,13 @@ def inspect_bag(path: Path, mapping: Mapping | None = None, plot_dir: Path | Non
                 stamps.setdefault(conn.topic, []).append(header_stamp_ns(raw))
             if conn.msgtype == "sensor_msgs/msg/JointState":
                 msg = bag.deserialize(raw, conn.msgtype)
-                names, ts, vals = joints.setdefault(conn.topic, (list(msg.name), [], []))
-                if list(msg.name) == names and len(msg.position) == len(names):
-                    ts.append(header_stamp_ns(raw) or log_t)  # (plots only)
-                    vals.append(np.asarray(msg.position, np.float64))
+                if len(msg.position) == len(msg.name):  # per joint: drivers sharing a topic publish subsets
+                    per_joint = joints.setdefault(conn.topic, {})
+                    t = header_stamp_ns(raw) or log_t  # (plots only)
+                    for name, value in zip(msg.name, msg.position, strict=True):
+                        ts, vals = per_joint.setdefault(str(name), (array("q"), array("d")))
+                        ts.append(t)
+                        vals.append(float(value))
     # A publisher that never sets header stamps: timed by receive time here, and the converter
     # needs the topic in the mapping's receive_time_topics.
     unstamped = {t for t, s in stamps.items() if len(s) > 1 and not any(s)}
@@ -77,6 +81,8 @@ def inspect_bag(path: Path, mapping: Mapping | None = None, plot_dir: Path | Non
             **timing_stats(np.asarray(stamps[topic], np.int64) if topic in stamps else r),
             "time_source": "header" if topic in stamps else "receive",
         }
+        if topic in joints:  # every joint any driver publishes on the topic
+            entry["joints"] = {name: len(ts) for name, (ts, _) in joints[topic].items()}
         if topic in unstamped:
             entry["time_source"] = "receive (header stamps are 0)"
         elif topic in stamps and len(r):
@@ -122,7 +128,7 @@ def _plot_bag(
     path: Path,
     plot_dir: Path,
     stamps: dict[str, list[int]],
-    joints: dict[str, tuple[list[str], list[int], list[np.ndarray]]],
+    joints: dict[str, dict[str, tuple[array, array]]],
 ) -> list[str]:
     import matplotlib
 
@@ -146,14 +152,12 @@ def _plot_bag(
     fig.savefig(out, dpi=100)
     plt.close(fig)
     files.append(str(out))
-    for topic, (names, ts, vals) in joints.items():
-        if not vals:
+    for topic, per_joint in joints.items():
+        if not per_joint:
             continue
         fig, ax = plt.subplots(figsize=(10, 4))
-        s = (np.asarray(ts, np.int64) - t0) / 1e9
-        arr = np.stack(vals)
-        for j, name in enumerate(names):
-            ax.plot(s, arr[:, j], lw=0.8, label=name)
+        for name, (ts, vals) in per_joint.items():
+            ax.plot((np.frombuffer(ts, np.int64) - t0) / 1e9, np.frombuffer(vals, np.float64), lw=0.8, label=name)
         ax.set_xlabel("time since start (s)")
         ax.set_ylabel("position")
         ax.legend(fontsize=6, ncol=4)

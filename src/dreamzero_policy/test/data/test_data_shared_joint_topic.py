@@ -106,3 +106,12 @@ def test_a_key_whose_joints_no_message_carries_is_an_error(tmp_path: Path) -> No
     with pytest.raises(MappingError, match=r"'arm': joints \['elbow'\] not in /joint_states"):
         convert([tmp_path / "bag"], mapping_from_dict(_mapping(arm=["j1", "elbow"])), tmp_path / "ds", QUIET)
     assert not (tmp_path / "ds").exists()
+
+
+def test_inspect_lists_every_joint_on_the_topic(tmp_path: Path) -> None:
+    from dreamzero_policy.data.inspect import inspect_bag
+
+    _write(tmp_path / "bag")
+    report = inspect_bag(tmp_path / "bag", plot_dir=tmp_path / "plots")
+    assert report["topics"]["/joint_states"]["joints"] == {"j1": 201, "j2": 201, "j3": 201, "gripper": 61}
+    assert (tmp_path / "plots" / "bag_joint_states_joints.png").read_bytes()[:4] == b"\x89PNG"
