@@ -83,6 +83,9 @@ def test_record_command_uses_mcap_with_zstd() -> None:
     assert "zstd" in cmd[cmd.index("--storage-preset-profile") + 1]
     assert set(RECORD_TOPICS) <= set(cmd)
     assert "/joint_states" in cmd and "/dreamzero/action_chunk" in cmd
+    assert "--use-sim-time" not in cmd
+    sim = record_command("out", use_sim_time=True)
+    assert sim[sim.index("--use-sim-time") + 1 :] == cmd[cmd.index("-o") :]  # a flag before the output and topics
 
 
 @pytest.mark.parametrize("robot", sorted(p.stem for p in (CONFIG / "robots").glob("*.yaml")))

@@ -145,7 +145,12 @@ def sim_nodes(
     return [dataclasses.replace(n, parameters={**n.parameters, "use_sim_time": True}) for n in nodes]
 
 
-def record_command(output: str, topics: tuple[str, ...] = RECORD_TOPICS) -> list[str]:
-    """``ros2 bag record`` in MCAP with zstd compression of the topics the data pipeline needs."""
+def record_command(output: str, topics: tuple[str, ...] = RECORD_TOPICS, use_sim_time: bool = False) -> list[str]:
+    """``ros2 bag record`` in MCAP with zstd compression of the topics the data pipeline needs.
+
+    ``use_sim_time``: log messages on ``/clock`` time, like nodes started with ``use_sim_time:=true``
+    (the simulator with a realtime factor). The converter also copes with a wall-clock recording of
+    sim-time nodes, but one clock throughout is simpler to read.
+    """
     return ["ros2", "bag", "record", "-s", "mcap", "--storage-preset-profile", "zstd_fast",
-            "-o", output, *topics]
+            *(["--use-sim-time"] if use_sim_time else []), "-o", output, *topics]

@@ -241,6 +241,7 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
                         {
                             "bag": str(bag_path),
                             "reader": "mcap (streamed)" if bag.streamed else "rosbags",
+                            "event_times": index.event_clock,
                             "topics": {t: {"type": ty, "count": c} for t, (ty, c) in index.topics.items()},
                         }
                     )

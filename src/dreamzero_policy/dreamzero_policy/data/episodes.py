@@ -8,13 +8,18 @@
   spans from its first EXECUTING status to its terminal status; SUCCEEDED marks ``success``.
 
 Boundaries are bag receive times (String/GoalStatusArray have no header) compared with the
-samples' header stamps; both are ROS time on the recording machine.
+samples' header stamps. Both are ROS time on the recording machine, unless the robot ran on sim
+time and the recorder on the wall clock: then (clocks more than a second apart) the boundaries are
+moved onto the header clock through a camera's (receive time, header stamp) pairs
+(:func:`receive_to_header`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from dreamzero_policy.core.errors import MappingError
 from dreamzero_policy.data.mapping import Mapping
@@ -31,6 +36,26 @@ class EpisodeWindow:
     end_ns: int | None
     instruction: str | None
     outcome: str | None = None  # run_task: succeeded / canceled / aborted / unfinished
+
+
+SAME_CLOCK_S = 1.0  # receive times and header stamps closer than this (median) share one clock
+
+
+def receive_to_header(times: list[int], receive: np.ndarray, header: np.ndarray) -> list[int] | None:
+    """``times`` (receive times) on the header clock, or None when both are one clock already.
+
+    ``receive``/``header``: one stamped topic's messages, in bag order. The offset between the clocks
+    is interpolated between messages (sim time may run slower than the wall clock) and held beyond
+    the first and last one.
+    """
+    if len(receive) == 0:
+        return None
+    offset = (header - receive).astype(np.float64)
+    if abs(float(np.median(offset))) < SAME_CLOCK_S * 1e9:
+        return None
+    base = int(receive[0])
+    at = np.interp(np.asarray(times, np.int64) - base, receive - base, offset)
+    return [t + round(o) for t, o in zip(times, at.tolist(), strict=True)]
 
 
 def from_instruction_topic(events: list[tuple[int, str]], end_values: tuple[str, ...]) -> list[EpisodeWindow]:

@@ -16,6 +16,7 @@ import numpy as np
 from dreamzero_policy.core.errors import MappingError
 from dreamzero_policy.data.bagio import Bag, header_stamp_ns
 from dreamzero_policy.data.cdr import JOINT_STATE, JointStateParser, joint_state_layout_is_standard
+from dreamzero_policy.data.episodes import receive_to_header
 from dreamzero_policy.data.mapping import Mapping
 from dreamzero_policy.data.streams import DISCARD, Series, SeriesBuilder, drop_non_increasing, unstamped_error
 
@@ -37,6 +38,7 @@ class BagIndex:
     episode_events: list[tuple[int, str]] = field(default_factory=list)  # instruction_topic split
     status_events: list[tuple[int, bytes, int]] = field(default_factory=list)  # run_task split
     topics: dict[str, tuple[str, int]] = field(default_factory=dict)  # topic -> (type, count)
+    event_clock: str = "receive time"  # or how the events were moved onto the header clock
 
 
 def build_index(
@@ -96,6 +98,9 @@ def build_index(
     stamps: dict[str, list[int]] = {t: [] for t in video_topics}
     ordinals = dict.fromkeys(video_topics, 0)
     unstamped = dict.fromkeys(video_topics, 0)
+    # Episode and instruction events carry receive times; a camera's pairs put them on the header clock.
+    clock_topic = next((v.topic for v in mapping.video if v.topic not in receive), None) if live is None else None
+    clock_receive: list[int] = []
     index = BagIndex({}, {}, {}, missing_actions, topics={t: (i.msgtype, i.count) for t, i in topics.items()})
     wanted = video_topics | set(builders) | {t for t in (ins_topic, ep.topic) if t}
     joint_states: dict[str, JointStateParser] = {}  # hot topics read without rosbags' deserialiser
@@ -108,6 +113,8 @@ def build_index(
             unstamped[topic] += stamp == 0
             if live is None:
                 stamps[topic].append(stamp)
+                if topic == clock_topic:
+                    clock_receive.append(log_t)
             else:  # the single pass keeps no per-frame state here; the ordinal still counts every message
                 live.camera(topic, ordinals[topic], stamp, raw)
             ordinals[topic] += 1
@@ -137,6 +144,8 @@ def build_index(
     for topic, zeros in unstamped.items():
         if zeros > 1 and zeros == ordinals[topic]:
             raise unstamped_error(topic, zeros)
+    if clock_topic is not None:
+        _events_to_header_clock(index, clock_topic, stamps[clock_topic], clock_receive)
     for v in mapping.video:
         t = np.asarray(stamps[v.topic], dtype=np.int64)
         times, ordinals, dropped = drop_non_increasing(t, np.arange(len(t), dtype=np.float64)[:, None])
@@ -146,3 +155,17 @@ def build_index(
         for role, b in blist:
             (index.state if role == "state" else index.action)[b.spec.key] = b.finish()
     return index
+
+
+def _events_to_header_clock(index: BagIndex, topic: str, header: list[int], receive: list[int]) -> None:
+    """Move the receive-time events onto the header clock when the two clocks differ (sim time)."""
+    h, r = np.asarray(header, np.int64), np.asarray(receive, np.int64)
+    for events in (index.instruction_events, index.episode_events, index.status_events):
+        if not events:
+            continue
+        moved = receive_to_header([e[0] for e in events], r, h)
+        if moved is None:
+            return
+        events[:] = [(t, *e[1:]) for t, e in zip(moved, events, strict=True)]  # type: ignore[misc]
+        offset = float(np.median(h - r)) / 1e9
+        index.event_clock = f"receive time moved onto the header clock via {topic} (median offset {offset:+.3f} s)"

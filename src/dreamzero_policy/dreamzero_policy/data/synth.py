@@ -73,6 +73,7 @@ class SynthSpec:
     instructions: tuple[tuple[float, str], ...] = ()  # (time s, text) on /instruction
     run_task: tuple[tuple[float, float, int], ...] = ()  # (start s, end s, terminal status)
     unstamped: frozenset[str] = frozenset()  # topics published with zero header stamps (an unstamping driver)
+    header_offset_s: float = 0.0  # header clock minus the recorder's (nodes on sim time, recorder on wall time)
     seed: int = 0
 
 
@@ -131,7 +132,7 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
         if i in spec.drop.get(topic, frozenset()):
             return None
         jitter = rng.uniform(-spec.jitter_s, spec.jitter_s) if spec.jitter_s else 0.0
-        t = T0_NS + round((nominal_s + jitter) * 1e9)
+        t = T0_NS + round((nominal_s + jitter + spec.header_offset_s) * 1e9)
         return t - 503_000_000 if i in spec.backwards.get(topic, frozenset()) else t
 
     def header(t_ns: int, topic: str = "") -> object:
@@ -160,7 +161,8 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
             t = stamp_of(spec.joint_topic, i, nominal)
             if t is None:
                 continue
-            q = np.array([joint_value((t - T0_NS) / 1e9, j) for j in range(len(truth.joint_names))])
+            since_start = (t - T0_NS) / 1e9 - spec.header_offset_s
+            q = np.array([joint_value(since_start, j) for j in range(len(truth.joint_names))])
             msg = T["sensor_msgs/msg/JointState"](
                 header=header(t, spec.joint_topic),
                 name=list(truth.joint_names),
@@ -178,7 +180,8 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
         truth.stamps[spec.chunk_topic] = []
         Dur = T["builtin_interfaces/msg/Duration"]
         for i in range(int(spec.duration_s * spec.chunk_rate) + 1):
-            t = T0_NS + round(i / spec.chunk_rate * 1e9)
+            t_log = T0_NS + round(i / spec.chunk_rate * 1e9)
+            t = t_log + round(spec.header_offset_s * 1e9)
             data = rng.normal(size=(spec.chunk_horizon, len(names)))
             msg = T["dreamzero_msgs/msg/ActionChunk"](
                 header=header(t),
@@ -194,7 +197,7 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
                 inference_started=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9),
                 inference_latency=Dur(sec=0, nanosec=1000),
             )
-            events.append((t + 3_000_000, spec.chunk_topic, "dreamzero_msgs/msg/ActionChunk", msg))
+            events.append((t_log + 3_000_000, spec.chunk_topic, "dreamzero_msgs/msg/ActionChunk", msg))
             truth.stamps[spec.chunk_topic].append(t)
             truth.chunks.append((t, step_ns, data))
     for t_s, text in spec.instructions:

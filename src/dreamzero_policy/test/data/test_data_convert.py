@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -228,3 +230,56 @@ def test_data_convert_rerun_is_safe(tmp_path: Path) -> None:
     convert([tmp_path / "bag"], mapping, tmp_path / "ds", ConvertOptions(overwrite=True, progress=False))
     assert json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())["total_episodes"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag", "broken", "ds"]
+
+
+@pytest.mark.parametrize("offset_s", [-1_699_999_990.0, 7200.0], ids=["sim-time-nodes", "skewed-clock"])
+@pytest.mark.parametrize("split", ["run_task", "instruction_topic"])
+def test_data_convert_episode_events_follow_the_header_clock(tmp_path: Path, offset_s: float, split: str) -> None:
+    # Nodes on sim time (header stamps from ~10 s) recorded by a wall-clock `ros2 bag record`:
+    # episode boundaries arrive as receive times and are moved onto the header clock, so the
+    # episodes are the ones a same-clock recording gives.
+    base = SynthSpec(
+        duration_s=2.0,
+        gripper_joint=None,
+        jitter_s=0.002,
+        instructions=((0.0, "stack"), (1.0, "place"), (1.6, "idle")),
+        run_task=((0.2, 1.0, 4), (1.2, 1.9, 6)),
+        seed=4,
+    )
+    episodes = (
+        {"split": "run_task", "topic": "/run_task/_action/status"}
+        if split == "run_task"
+        else {"split": "instruction_topic", "topic": "/instruction"}
+    )
+    mapping = mapping_from_dict(mapping_dict(base, episodes=episodes, instruction={"topic": "/instruction"}))
+    datasets = []
+    for name, spec in (("same", base), ("shifted", replace(base, header_offset_s=offset_s))):
+        write_bag(tmp_path / f"bag_{name}", spec)
+        res = convert([tmp_path / f"bag_{name}"], mapping, tmp_path / name, QUIET)
+        datasets.append(DatasetReader(tmp_path / name))
+        clock = res.report["bags"][0]["event_times"]
+        if name == "same":
+            assert clock == "receive time"
+        else:  # the camera is received 2 ms after its stamp
+            moved = re.fullmatch(r"receive time moved onto the header clock via \S+ \(median offset (\S+) s\)", clock)
+            assert moved and float(moved[1]) == pytest.approx(offset_s - 0.002, abs=0.002)
+    same, shifted = datasets
+    assert len(same.episodes) == len(shifted.episodes) == 2
+    period = 1e9 / FPS
+    for ep, (a, b) in enumerate(zip(same.episodes, shifted.episodes, strict=True)):
+        # The receive-to-header offset includes the camera's 2 ms transport delay, so a boundary
+        # may land one frame apart; everything else is the same recording on another clock.
+        assert (a.get("outcome"), a["tasks"]) == (b.get("outcome"), b["tasks"])
+        assert abs(a["length"] - b["length"]) <= 1 and a["length"] >= 5
+        assert abs(b["start_ns"] - a["start_ns"] - offset_s * 1e9) <= period + 5_000_000  # + jitter, delay
+        # Frames on the same ticks (the shifted grid may start a few ms apart) hold nearly the
+        # same joint values: a misplaced episode would be whole frames (~0.1 rad) away.
+        ca, cb = same.episode(ep).columns, shifted.episode(ep).columns
+        ta = np.asarray(ca["sync.stamp_ns"]) + round(offset_s * 1e9)
+        tb = np.asarray(cb["sync.stamp_ns"])
+        right = np.clip(np.searchsorted(ta, tb), 1, len(ta) - 1)
+        j = np.where(np.abs(ta[right - 1] - tb) <= np.abs(ta[right] - tb), right - 1, right)  # nearest tick
+        match = np.abs(ta[j] - tb) < 10_000_000
+        assert match.sum() >= min(len(ta), len(tb)) - 1
+        sa, sb = np.asarray(ca["observation.state"])[j[match]], np.asarray(cb["observation.state"])[match]
+        assert np.abs(sa - sb).max() < 0.03
