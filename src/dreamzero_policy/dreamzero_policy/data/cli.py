@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     except MappingError as exc:
         print(f"dreamzero data: mapping error: {exc}", file=sys.stderr)
         return 2
-    except DatasetError as exc:
+    except (DatasetError, OSError) as exc:  # OSError: the output cannot be written (full disk, not a directory)
         print(
             f"dreamzero data: FAILED{', nothing written' if command == 'convert' else ''}: {exc}",
             file=sys.stderr,

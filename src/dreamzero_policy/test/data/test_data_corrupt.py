@@ -86,6 +86,12 @@ def test_data_corrupt_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(argv) == 2
     assert "did you mean 'video'" in capsys.readouterr().err
     assert main(["data", "convert", str(tmp_path / "nope"), "-m", str(tmp_path / "m.yaml"), "-o", "x"]) == 2
+    # An output that cannot be written: a clear error and exit code 1, not a traceback.
+    good, _ = _bag(tmp_path / "good", "mcap")
+    (tmp_path / "a_file").write_text("x")
+    argv = ["data", "convert", str(good), "-m", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "a_file" / "ds")]
+    assert main([*argv, "--no-progress"]) == 1
+    assert "FAILED, nothing written: [Errno 20] Not a directory" in capsys.readouterr().err
 
 
 def test_data_corrupt_mapping_topic_not_in_bag(tmp_path: Path) -> None:
