@@ -222,10 +222,6 @@ class SeriesBuilder:
     def _joint_state(self, header_ns: int, log_time_ns: int, names: Any, arr: Any) -> None:
         # Hot path (100s of Hz): keep a selected row and the stamp; checks and scaling are
         # vectorised in finish().
-        if len(arr) != len(names):
-            raise DatasetError(
-                f"{self.spec.topic}: JointState {self.spec.field} has {len(arr)} values for {len(names)} names"
-            )
         # Several drivers may share a topic (an arm's and a gripper's JointStates on /joint_states):
         # a message with none of this key's joints belongs to another one. Some but not all is an error.
         idx = self._indices(names, f"{self.spec.topic} (JointState)", none_ok=True)
@@ -233,6 +229,10 @@ class SeriesBuilder:
             self.skipped += 1
             self._skipped_names = list(names)
             return
+        if len(arr) != len(names):
+            raise DatasetError(
+                f"{self.spec.topic}: JointState {self.spec.field} has {len(arr)} values for {len(names)} names"
+            )
         self.used += 1
         self._direct_sample(self._stamp(header_ns, log_time_ns), np.asarray(arr, dtype=np.float64)[idx])
 

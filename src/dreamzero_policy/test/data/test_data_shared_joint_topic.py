@@ -20,7 +20,7 @@ ARM = ["j1", "j2", "j3"]
 QUIET = ConvertOptions(progress=False)
 
 
-def _write(path: Path) -> dict[str, tuple[list[int], list[np.ndarray]]]:
+def _write(path: Path, short_arm_at: int = -1) -> dict[str, tuple[list[int], list[np.ndarray]]]:
     """Arm JointStates at 100 Hz and gripper JointStates at 30 Hz on /joint_states, a camera at 15 Hz."""
     ts = make_typestore()
     T = ts.types
@@ -33,7 +33,7 @@ def _write(path: Path) -> dict[str, tuple[list[int], list[np.ndarray]]]:
 
     for k in range(201):
         t = T0 + k * 10_000_000
-        q = np.sin(0.03 * k + np.arange(3))
+        q = np.sin(0.03 * k + np.arange(3 if k != short_arm_at else 2))
         events.append((t, JS, T[JS](header=header(t), name=ARM, position=q, velocity=np.zeros(0), effort=np.zeros(0))))
         truth["arm"][0].append(t)
         truth["arm"][1].append(q)
@@ -44,6 +44,10 @@ def _write(path: Path) -> dict[str, tuple[list[int], list[np.ndarray]]]:
         events.append((t, JS, msg))
         truth["gripper"][0].append(t)
         truth["gripper"][1].append(g)
+    for k in range(11):  # a third driver that publishes effort only (empty positions)
+        t = T0 + k * 200_000_000 + 5_000_000
+        msg = T[JS](header=header(t), name=["fan"], position=np.zeros(0), velocity=np.zeros(0), effort=np.ones(1))
+        events.append((t, JS, msg))
     for k in range(31):
         t = T0 + k * 66_666_667
         img = np.full((8, 8, 3), 8 * k, np.uint8)
@@ -100,7 +104,7 @@ def test_each_key_takes_the_messages_that_carry_its_joints(tmp_path: Path) -> No
 
 def test_a_key_whose_joints_no_message_carries_is_an_error(tmp_path: Path) -> None:
     _write(tmp_path / "bag")
-    with pytest.raises(MappingError, match=r"'gripper': none of the 262 JointStates on /joint_states has joints"):
+    with pytest.raises(MappingError, match=r"'gripper': none of the 273 JointStates on /joint_states has joints"):
         convert([tmp_path / "bag"], mapping_from_dict(_mapping(gripper=["finger"])), tmp_path / "ds", QUIET)
     # some of a key's joints in one message but not all: a typo, not another driver
     with pytest.raises(MappingError, match=r"'arm': joints \['elbow'\] not in /joint_states"):
@@ -115,3 +119,12 @@ def test_inspect_lists_every_joint_on_the_topic(tmp_path: Path) -> None:
     report = inspect_bag(tmp_path / "bag", plot_dir=tmp_path / "plots")
     assert report["topics"]["/joint_states"]["joints"] == {"j1": 201, "j2": 201, "j3": 201, "gripper": 61}
     assert (tmp_path / "plots" / "bag_joint_states_joints.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_message_with_the_keys_joints_but_missing_values_is_an_error(tmp_path: Path) -> None:
+    from dreamzero_policy.core.errors import DatasetError
+
+    _write(tmp_path / "bag", short_arm_at=50)
+    with pytest.raises(DatasetError, match=r"/joint_states: JointState position has 2 values for 3 names"):
+        convert([tmp_path / "bag"], mapping_from_dict(_mapping()), tmp_path / "ds", QUIET)
+    assert not (tmp_path / "ds").exists()
