@@ -130,7 +130,7 @@ def _print_bag_report(rep: dict) -> None:
         rate = f"{t['rate_hz']:8.2f} Hz" if "rate_hz" in t else "       - Hz"
         print(
             f"  {topic:40s} {t['type']:38s} n={t['count']:<6d} {rate}  gaps={t.get('gaps', 0)} "
-            f"drops~{t.get('dropped_estimate', 0)} backwards={t.get('backwards', 0)} ({t['time_source']} time)"
+            f"drops~{t.get('dropped_estimate', 0)} backwards={t.get('backwards', 0)} time: {t['time_source']}"
         )
     for i, ep in enumerate(rep.get("episodes", [])):
         status = ep.get("error") or f"{ep['frames']} frames, '{ep['instruction']}'" + (

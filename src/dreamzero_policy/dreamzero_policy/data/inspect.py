@@ -83,8 +83,9 @@ def inspect_bag(path: Path, mapping: Mapping | None = None, plot_dir: Path | Non
         }
         if topic in joints:  # every joint any driver publishes on the topic
             entry["joints"] = {name: len(ts) for name, (ts, _) in joints[topic].items()}
-        if topic in unstamped:
-            entry["time_source"] = "receive (header stamps are 0)"
+        if topic in unstamped:  # a trajectory stamped 0 means "start now": the converter takes receive time itself
+            trajectory = info.msgtype == "trajectory_msgs/msg/JointTrajectory"
+            entry["time_source"] = "receive (stamp 0 = start now)" if trajectory else "receive (header stamps are 0)"
         elif topic in stamps and len(r):
             entry["median_delay_s"] = float(np.median((r - np.asarray(stamps[topic])) / 1e9))
         report["topics"][topic] = entry

@@ -82,3 +82,42 @@ def test_receive_time_topics_are_checked() -> None:
         mapping_from_dict(mapping_dict(SPEC, receive_time_topics={"/joint_states": True}))
     one = mapping_from_dict(mapping_dict(SPEC, receive_time_topics="/joint_states"))
     assert one.receive_time_topics == ("/joint_states",)
+
+
+def test_inspect_tells_a_start_now_trajectory_from_an_unstamped_driver(tmp_path: Path) -> None:
+    # A JointTrajectory stamped 0 means "start now" to a controller (the converter times it by
+    # receive time itself); an unstamped JointState needs receive_time_topics.
+    from dreamzero_policy.data.bagio import make_typestore
+    from rosbags.rosbag2 import Writer
+
+    ts = make_typestore()
+    T = ts.types
+    zero = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id="")
+    point = T["trajectory_msgs/msg/JointTrajectoryPoint"](
+        positions=np.zeros(1),
+        velocities=np.zeros(0),
+        accelerations=np.zeros(0),
+        effort=np.zeros(0),
+        time_from_start=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=100_000_000),
+    )
+    kinds = {
+        "/arm_controller/joint_trajectory": (
+            "trajectory_msgs/msg/JointTrajectory",
+            T["trajectory_msgs/msg/JointTrajectory"](header=zero, joint_names=["j1"], points=[point]),
+        ),
+        "/joint_states": (
+            "sensor_msgs/msg/JointState",
+            T["sensor_msgs/msg/JointState"](
+                header=zero, name=["j1"], position=np.zeros(1), velocity=np.zeros(0), effort=np.zeros(0)
+            ),
+        ),
+    }
+    with Writer(tmp_path / "bag", version=9) as w:
+        conns = {topic: w.add_connection(topic, msgtype, typestore=ts) for topic, (msgtype, _) in kinds.items()}
+        for k in range(20):
+            for topic, (msgtype, msg) in kinds.items():
+                w.write(conns[topic], 10**18 + k * 100_000_000, ts.serialize_cdr(msg, msgtype))
+    topics = inspect_bag(tmp_path / "bag")["topics"]
+    assert topics["/arm_controller/joint_trajectory"]["time_source"] == "receive (stamp 0 = start now)"
+    assert topics["/joint_states"]["time_source"] == "receive (header stamps are 0)"
+    assert topics["/joint_states"]["rate_hz"] == pytest.approx(10.0)
