@@ -64,8 +64,9 @@ def bench_eef(n: int = 30) -> None:
         core.update_joint_state(p.joint_names, HOME, now)
         core.clear()
         rows = [[*(start[:3, 3] + [0.005 * k, 0.003 * k, -0.002 * k]), *rot, 0.5] for k in range(1, 25)]
-        chunk = ChunkInput(f"s{i}", 0, "droid_franka", int(ActionSpace.EEF_POSE), now - 0.1, 1 / 15, 24, 8, names,
-                           np.array(rows))
+        chunk = ChunkInput(
+            f"s{i}", 0, "droid_franka", int(ActionSpace.EEF_POSE), now - 0.1, 1 / 15, 24, 8, names, np.array(rows)
+        )
         t = time.perf_counter()
         core.process_chunk(chunk, now)
         times.append((time.perf_counter() - t) * 1e3)

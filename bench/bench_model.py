@@ -55,8 +55,11 @@ def new_session(dit: DreamZeroDiT, cfg: DreamZeroConfig, device: str, dtype: tor
     wam = WorldActionModel(dit, **kw)
     ctx = torch.randn(2, cfg.text_len, cfg.text_dim, generator=g).to(device, dtype)
     clip = torch.randn(1, cfg.clip_tokens, cfg.clip_dim, generator=g).to(device, dtype)
-    y = torch.randn(1, cfg.y_channels, 9, cfg.latent_height, cfg.latent_width, generator=g) \
-        if cfg.concat_first_frame_latent else None
+    y = (
+        torch.randn(1, cfg.y_channels, 9, cfg.latent_height, cfg.latent_width, generator=g)
+        if cfg.concat_first_frame_latent
+        else None
+    )
     wam.set_conditioning(ctx[:1], ctx[1:], clip, y)
     return wam
 
@@ -107,8 +110,11 @@ def per_call(dit: DreamZeroDiT, cfg: DreamZeroConfig, sessions: int, device: str
     mean = sum(medians) / 4
     off = OFFICIAL_MS.get(cfg.name)
     ratio = f"  official {off:7.0f} ms  speed-up {off / mean:5.2f}x" if off and device == "cpu" else ""
-    print(f"[{cfg.name}] per call (median of {sessions} sessions), ms: "
-          + " ".join(f"{m:8.1f}" for m in medians) + f"  | session mean {mean:8.1f}{ratio}  {_load()}")
+    print(
+        f"[{cfg.name}] per call (median of {sessions} sessions), ms: "
+        + " ".join(f"{m:8.1f}" for m in medians)
+        + f"  | session mean {mean:8.1f}{ratio}  {_load()}"
+    )
 
 
 def kv_vs_recompute(dit: DreamZeroDiT, cfg: DreamZeroConfig, device: str, dtype: torch.dtype, reps: int) -> None:
@@ -126,9 +132,17 @@ def kv_vs_recompute(dit: DreamZeroDiT, cfg: DreamZeroConfig, device: str, dtype:
     def build() -> object:
         cache = dit.empty_cache(2, torch.device(device), dtype)
         for s, n in ((0, 1), (1, 2), (3, 2), (5, 2)):
-            z = lat[:, :, s:s + n].expand(2, -1, -1, -1, -1)
-            dit.forward_cached(z, torch.zeros(2, n, device=device), wam._cross, cache, s, y=wam._y_slice(s, n),
-                               update_cache=True, need_output=False)
+            z = lat[:, :, s : s + n].expand(2, -1, -1, -1, -1)
+            dit.forward_cached(
+                z,
+                torch.zeros(2, n, device=device),
+                wam._cross,
+                cache,
+                s,
+                y=wam._y_slice(s, n),
+                update_cache=True,
+                need_output=False,
+            )
         return cache
 
     def denoise(cache) -> None:
@@ -143,9 +157,11 @@ def kv_vs_recompute(dit: DreamZeroDiT, cfg: DreamZeroConfig, device: str, dtype:
         with use_onednn(False), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as fc:
             denoise(cache)
     flops = fc.get_total_flops()
-    print(f"[{cfg.name}] 4th-chunk DiT eval: cached {cached * 1e3:8.1f} ms, recompute context "
-          f"{recompute * 1e3:8.1f} ms -> KV cache speed-up {recompute / cached:5.2f}x; "
-          f"{flops / 1e9:8.2f} GFLOP/eval (cond+neg) -> {flops / cached / 1e9:8.1f} GFLOP/s  {_load()}")
+    print(
+        f"[{cfg.name}] 4th-chunk DiT eval: cached {cached * 1e3:8.1f} ms, recompute context "
+        f"{recompute * 1e3:8.1f} ms -> KV cache speed-up {recompute / cached:5.2f}x; "
+        f"{flops / 1e9:8.2f} GFLOP/eval (cond+neg) -> {flops / cached / 1e9:8.1f} GFLOP/s  {_load()}"
+    )
 
 
 def _timeit(fn, device: str, reps: int) -> float:
@@ -163,8 +179,11 @@ def _timeit(fn, device: str, reps: int) -> float:
 def modes(dit: DreamZeroDiT, cfg: DreamZeroConfig, device: str, dtype: torch.dtype, reps: int) -> None:
     state = torch.zeros(1, cfg.num_state_per_block, cfg.max_state_dim)
     lat = torch.randn(1, cfg.out_dim, 1, cfg.latent_height, cfg.latent_width)
-    for label, kw in (("16-step", dict(dit_step_mask=[True] * 16)), ("step-skipped", {}),
-                      ("1-step", dict(num_inference_steps=1))):
+    for label, kw in (
+        ("16-step", dict(dit_step_mask=[True] * 16)),
+        ("step-skipped", {}),
+        ("1-step", dict(num_inference_steps=1)),
+    ):
         wam = new_session(dit, cfg, device, dtype, **kw)
         times, evals = [], 0
         for _ in range(reps + 1):
@@ -173,8 +192,10 @@ def modes(dit: DreamZeroDiT, cfg: DreamZeroConfig, device: str, dtype: torch.dty
             res = wam.denoise_next(state)
             times.append(time.perf_counter() - t0)
             evals = res.dit_evaluations
-        print(f"[{cfg.name}] {label:13s}: {evals:2d} DiT evaluations (x2 CFG rows), "
-              f"{statistics.median(times[1:]) * 1e3:8.1f} ms per chunk (denoising only)  {_load()}")
+        print(
+            f"[{cfg.name}] {label:13s}: {evals:2d} DiT evaluations (x2 CFG rows), "
+            f"{statistics.median(times[1:]) * 1e3:8.1f} ms per chunk (denoising only)  {_load()}"
+        )
 
 
 def main() -> int:
@@ -187,9 +208,11 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    print(f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, threads {args.threads}, "
-          f"CPU {_cpu_name()} x{os.cpu_count()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')} "
-          f"{_load()}")
+    print(
+        f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, threads {args.threads}, "
+        f"CPU {_cpu_name()} x{os.cpu_count()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')} "
+        f"{_load()}"
+    )
     if args.device.startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name(0)}")
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -54,8 +54,7 @@ def pct(a: list[float] | np.ndarray, unit: float = 1e3) -> str:
     x = np.asarray(a, dtype=np.float64) * unit
     if x.size == 0:
         return "no samples"
-    return (f"p50 {np.percentile(x, 50):.2f} ms, p99 {np.percentile(x, 99):.2f} ms, max {x.max():.2f} ms "
-            f"(n={x.size})")
+    return f"p50 {np.percentile(x, 50):.2f} ms, p99 {np.percentile(x, 99):.2f} ms, max {x.max():.2f} ms (n={x.size})"
 
 
 class InstantBackend:
@@ -195,8 +194,7 @@ class GcPauses:
             v.clear()
 
     def summary(self) -> str:
-        return "; ".join(f"gen{g}: {len(v)} runs, max {max(v, default=0) * 1e3:.1f} ms"
-                         for g, v in self.pauses.items())
+        return "; ".join(f"gen{g}: {len(v)} runs, max {max(v, default=0) * 1e3:.1f} ms" for g, v in self.pauses.items())
 
 
 def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in_process_peer: bool) -> None:
@@ -215,11 +213,13 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
         import torch
 
         torch.set_num_threads(torch_threads)
-    print(f"settings: GIL switch interval {sys.getswitchinterval() * 1e3:.1f} ms, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, torch threads "
-          f"{torch_threads if torch_threads > 0 else 'default'}, "
-          f"sensor peer {'in this process' if in_process_peer else 'separate process'}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"settings: GIL switch interval {sys.getswitchinterval() * 1e3:.1f} ms, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, torch threads "
+        f"{torch_threads if torch_threads > 0 else 'default'}, "
+        f"sensor peer {'in this process' if in_process_peer else 'separate process'}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     gc_pauses = GcPauses()
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
@@ -235,14 +235,22 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
         peer_proc.args_env_profile = env["FASTRTPS_DEFAULT_PROFILES_FILE"]
     rx = rclpy.create_node("bench_chunk_receiver", context=ctx)
     received: list[tuple[int, Any]] = []
-    rx.create_subscription(ActionChunk, "/dreamzero/action_chunk",
-                           lambda m: received.append((rx.get_clock().now().nanoseconds, m)), qos.chunk_qos)
+    rx.create_subscription(
+        ActionChunk,
+        "/dreamzero/action_chunk",
+        lambda m: received.append((rx.get_clock().now().nanoseconds, m)),
+        qos.chunk_qos,
+    )
     stop_rx = spin_in_thread(ctx, rx)
 
     def make_node(name: str, test_backend: Any | None, **params: Any) -> PolicyNode:
         base = {"instruction": "bench", "status_period_s": 0.5, **params}
-        node = PolicyNode(name, backend_factory=(lambda p, s: test_backend) if test_backend else None, context=ctx,
-                          parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
+        node = PolicyNode(
+            name,
+            backend_factory=(lambda p, s: test_backend) if test_backend else None,
+            context=ctx,
+            parameter_overrides=[Parameter(k, value=v) for k, v in base.items()],
+        )
         ex = PoolExecutor(num_threads=4, context=ctx)
         ex.add_node(node)
         thread = threading.Thread(target=ex.spin, daemon=True)
@@ -276,8 +284,9 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
     node.inputs.joint_delays_s.clear()
     time.sleep(seconds)
     node.trigger_deactivate()
-    done = [(t_rx - ns_from_time(m.inference_started)) / 1e9 - duration_to_s(m.inference_latency)
-            for t_rx, m in received]
+    done = [
+        (t_rx - ns_from_time(m.inference_started)) / 1e9 - duration_to_s(m.inference_latency) for t_rx, m in received
+    ]
     age = [(ns_from_time(m.inference_started) - ns_from_time(m.header.stamp)) / 1e9 for _, m in received]
     print(f"node overhead, tick that publishes a chunk (3x 640x480 rgb8): {pct(tick_s)}  [target p99 <= 10 ms]")
     print(f"inference end -> chunk received by a subscriber:            {pct(done)}")
@@ -286,8 +295,10 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
     print(f"  garbage collector pauses: {gc_pauses.summary()}")
     print(f"  callback latency, instant backend: joint_states {pct(list(node.inputs.joint_delays_s))}")
     print(f"                                      images       {pct(list(node.inputs.image_delays_s))}")
-    print(f"    of which node-side (reception -> callback):   joint_states {pct(list(node.inputs.joint_dispatch_s))}, "
-          f"images {pct(list(node.inputs.image_dispatch_s))}")
+    print(
+        f"    of which node-side (reception -> callback):   joint_states {pct(list(node.inputs.joint_dispatch_s))}, "
+        f"images {pct(list(node.inputs.image_dispatch_s))}"
+    )
     node._bench_executor.shutdown(timeout_sec=5.0)
     node._bench_thread.join(timeout=5.0)
     node.shutdown_resources()
@@ -302,8 +313,12 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
     node.trigger_activate()
     time.sleep(1.0)
     node.arrival_delays_s.clear()
-    for d in (node.inputs.image_delays_s, node.inputs.joint_delays_s, node.inputs.image_dispatch_s,
-              node.inputs.joint_dispatch_s):
+    for d in (
+        node.inputs.image_delays_s,
+        node.inputs.joint_delays_s,
+        node.inputs.image_dispatch_s,
+        node.inputs.joint_dispatch_s,
+    ):
         d.clear()
     gc_pauses.clear()
     received.clear()
@@ -314,13 +329,17 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
         time.sleep(0.01)
     delays = list(node.arrival_delays_s)
     lat = [duration_to_s(m.inference_latency) for _, m in received]
-    print(f"sensor callback latency while tiny runs (worker busy {100 * np.mean(busy):.0f} % of the time): "
-          f"{pct(delays)}  [target p99 <= 5 ms]")
+    print(
+        f"sensor callback latency while tiny runs (worker busy {100 * np.mean(busy):.0f} % of the time): "
+        f"{pct(delays)}  [target p99 <= 5 ms]"
+    )
     print(f"  joint_states (small messages):        {pct(list(node.inputs.joint_delays_s))}")
     print(f"  images (3x 640x480 rgb8, 900 KB each): {pct(list(node.inputs.image_delays_s))}")
     dispatch = list(node.inputs.image_dispatch_s) + list(node.inputs.joint_dispatch_s)
-    print(f"node-side part (middleware reception -> callback start, excludes serialisation + DDS transport): "
-          f"{pct(dispatch)}  [target p99 <= 5 ms]")
+    print(
+        f"node-side part (middleware reception -> callback start, excludes serialisation + DDS transport): "
+        f"{pct(dispatch)}  [target p99 <= 5 ms]"
+    )
     print(f"  joint_states: {pct(list(node.inputs.joint_dispatch_s))}")
     print(f"  images:       {pct(list(node.inputs.image_dispatch_s))}")
     print(f"tiny: achieved chunk rate {len(received) / seconds:.2f} chunks/s; inference latency {pct(lat)}")
@@ -343,11 +362,18 @@ def run(seconds: float, switch_interval_ms: float | None, torch_threads: int, in
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement window per phase")
-    parser.add_argument("--switch-interval-ms", type=float, default=None,
-                        help="GIL switch interval for an A/B run (default: CPython's, 5 ms, as policy_node)")
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=None,
+        help="GIL switch interval for an A/B run (default: CPython's, 5 ms, as policy_node)",
+    )
     parser.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0 = leave)")
-    parser.add_argument("--in-process-peer", action="store_true",
-                        help="run the sensor peer in this process (the old setup; for comparison)")
+    parser.add_argument(
+        "--in-process-peer",
+        action="store_true",
+        help="run the sensor peer in this process (the old setup; for comparison)",
+    )
     parser.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not os.environ.get(INNER):

@@ -32,8 +32,7 @@ def pct(xs: list[float]) -> str:
 
 def image_msg(rng: np.random.Generator) -> SimpleNamespace:
     img = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    return SimpleNamespace(height=480, width=640, encoding="rgb8", is_bigendian=0, step=640 * 3,
-                           data=img.tobytes())
+    return SimpleNamespace(height=480, width=640, encoding="rgb8", is_bigendian=0, step=640 * 3, data=img.tobytes())
 
 
 class BusyBackend:
@@ -50,6 +49,7 @@ class BusyBackend:
     def reset(self) -> None: ...
     def metadata(self) -> dict:
         return {"backend": "bench"}
+
     def close(self) -> None: ...
 
 
@@ -62,8 +62,10 @@ def bench_assembly(spec, rng) -> None:
             req = build_request(spec, frames, np.zeros(8), "pick", "s", decode=decode_any_image)
             build_mosaic(spec, request_images(spec, req), (352, 640))
             times.append(time.perf_counter() - t0)
-        print(f"assembly 3 cams 640x480 rgb8 -> request 180x320 + mosaic 352x640, T={n_frames}: {pct(times)}"
-              f"  per frame set p50 {np.percentile(times, 50) * 1e3 / n_frames:.3f} ms")
+        print(
+            f"assembly 3 cams 640x480 rgb8 -> request 180x320 + mosaic 352x640, T={n_frames}: {pct(times)}"
+            f"  per frame set p50 {np.percentile(times, 50) * 1e3 / n_frames:.3f} ms"
+        )
 
 
 def bench_runtime(spec, rng) -> None:

@@ -46,9 +46,17 @@ def main() -> None:
         ds = make_dataset(Path(tmp))
         for preset in args.presets:
             for recipe in args.recipes:
-                cfg = get_recipe(recipe, preset=preset, max_steps=args.steps + 1, batch_size=args.batch_size,
-                                 num_chunks=args.num_chunks, holdout_fraction=0.0, log_every=1,
-                                 save_every=10**6, eval_every=10**6)
+                cfg = get_recipe(
+                    recipe,
+                    preset=preset,
+                    max_steps=args.steps + 1,
+                    batch_size=args.batch_size,
+                    num_chunks=args.num_chunks,
+                    holdout_fraction=0.0,
+                    log_every=1,
+                    save_every=10**6,
+                    eval_every=10**6,
+                )
                 out = Path(tmp) / f"{preset}-{recipe}"
                 trainer = Trainer(cfg, [DataSource(ds)], out, progress=False)
                 trainable = sum(p.numel() for p in trainer.comps.dit.parameters() if p.requires_grad)
@@ -57,11 +65,21 @@ def main() -> None:
                 total = time.perf_counter() - t0
                 recs = [r for r in result.records if "elapsed_s" in r]
                 per_step = (recs[-1]["elapsed_s"] - recs[0]["elapsed_s"]) / max(1, len(recs) - 1)
-                print(json.dumps({"preset": preset, "recipe": recipe, "device": device,
-                                  "batch_size": args.batch_size, "num_chunks": args.num_chunks,
-                                  "trainable_params": trainable, "s_per_step": round(per_step, 3),
-                                  "samples_per_s": round(args.batch_size / per_step, 3),
-                                  "wall_s_incl_final_checkpoint": round(total, 1)}))
+                print(
+                    json.dumps(
+                        {
+                            "preset": preset,
+                            "recipe": recipe,
+                            "device": device,
+                            "batch_size": args.batch_size,
+                            "num_chunks": args.num_chunks,
+                            "trainable_params": trainable,
+                            "s_per_step": round(per_step, 3),
+                            "samples_per_s": round(args.batch_size / per_step, 3),
+                            "wall_s_incl_final_checkpoint": round(total, 1),
+                        }
+                    )
+                )
 
 
 if __name__ == "__main__":

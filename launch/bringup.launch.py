@@ -24,10 +24,14 @@ def _nodes(context):
 
 
 def generate_launch_description() -> LaunchDescription:
-    return LaunchDescription([
-        DeclareLaunchArgument("robot", default_value="droid_franka", description="robot profile in config/robots"),
-        DeclareLaunchArgument("embodiment", default_value="droid", description="model I/O spec in config/embodiments"),
-        DeclareLaunchArgument("backend", default_value="inprocess", description="inprocess | websocket | replay"),
-        DeclareLaunchArgument("checkpoint", default_value="", description="checkpoint dir or preset name"),
-        OpaqueFunction(function=_nodes),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("robot", default_value="droid_franka", description="robot profile in config/robots"),
+            DeclareLaunchArgument(
+                "embodiment", default_value="droid", description="model I/O spec in config/embodiments"
+            ),
+            DeclareLaunchArgument("backend", default_value="inprocess", description="inprocess | websocket | replay"),
+            DeclareLaunchArgument("checkpoint", default_value="", description="checkpoint dir or preset name"),
+            OpaqueFunction(function=_nodes),
+        ]
+    )

@@ -19,8 +19,10 @@ def _record(context):
 
 
 def generate_launch_description() -> LaunchDescription:
-    return LaunchDescription([
-        DeclareLaunchArgument("output", default_value="dreamzero_episode", description="bag directory to create"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="log on /clock time (sim time)"),
-        OpaqueFunction(function=_record),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("output", default_value="dreamzero_episode", description="bag directory to create"),
+            DeclareLaunchArgument("use_sim_time", default_value="false", description="log on /clock time (sim time)"),
+            OpaqueFunction(function=_record),
+        ]
+    )

@@ -41,9 +41,14 @@ def _worst_excess(cfg: SafetyConfig, joint: int, direction: float, seconds: floa
         data[:, joint] = q[joint] + direction * 1.5 * VMAX[joint] * DT * np.arange(1, HORIZON + 1)
         plan = core.process_chunk(ChunkInput("s", chunk_id, "droid_franka", 0, now, DT, HORIZON, 8, names, data), now)
         chunk_id += 1
-        sim.submit_trajectory(ARM_JOINT_NAMES, [TrajectoryPoint(float(t), p, v) for t, p, v in
-                                                zip(plan.times, plan.positions, plan.velocities, strict=True)],
-                              plan.t0)
+        sim.submit_trajectory(
+            ARM_JOINT_NAMES,
+            [
+                TrajectoryPoint(float(t), p, v)
+                for t, p, v in zip(plan.times, plan.positions, plan.velocities, strict=True)
+            ],
+            plan.t0,
+        )
         for _ in range(round(REPLAN_S / sim.timestep)):
             sim.step(1)
             qj = float(sim.joint_state().position[joint])

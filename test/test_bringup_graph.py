@@ -70,10 +70,27 @@ def test_unknown_backend_and_robot_are_rejected_with_reason() -> None:
 
 
 def test_ros_arguments_match_the_ros2_command_line() -> None:
-    spec = NodeSpec("pkg", "exe", "n", parameter_files=(Path("/a.yaml"),),
-                    parameters={"flag": True, "rate": 15.0}, remappings=(("in", "/x"),))
-    assert spec.ros_arguments() == ["--ros-args", "-r", "__node:=n", "--params-file", "/a.yaml",
-                                    "-p", "flag:=true", "-p", "rate:=15.0", "-r", "in:=/x"]
+    spec = NodeSpec(
+        "pkg",
+        "exe",
+        "n",
+        parameter_files=(Path("/a.yaml"),),
+        parameters={"flag": True, "rate": 15.0},
+        remappings=(("in", "/x"),),
+    )
+    assert spec.ros_arguments() == [
+        "--ros-args",
+        "-r",
+        "__node:=n",
+        "--params-file",
+        "/a.yaml",
+        "-p",
+        "flag:=true",
+        "-p",
+        "rate:=15.0",
+        "-r",
+        "in:=/x",
+    ]
 
 
 def test_record_command_uses_mcap_with_zstd() -> None:

@@ -32,8 +32,13 @@ def test_recorder_writes_every_existing_topic_and_reads_back(ros, tmp_path: Path
     img_pub = peer.create_publisher(Image, "/sim/wrist/image_raw", qos_profile_sensor_data)
     chunk_pub = peer.create_publisher(ActionChunk, "/dreamzero/action_chunk", 10)
 
-    topics = ("/joint_states", "/sim/wrist/image_raw", "/dreamzero/action_chunk", "/dreamzero_policy/instruction",
-              "/tf")
+    topics = (
+        "/joint_states",
+        "/sim/wrist/image_raw",
+        "/dreamzero/action_chunk",
+        "/dreamzero_policy/instruction",
+        "/tf",
+    )
     rec = BagRecorder(ros.context, tmp_path / "bag", topics)
     ros.add(rec.node)
     ros.wait_for(lambda: len(rec.summary.topics) == 4, timeout=10.0, what="recorder to subscribe to 4 topics")
@@ -44,12 +49,18 @@ def test_recorder_writes_every_existing_topic_and_reads_back(ros, tmp_path: Path
     for i in range(n):
         js_pub.publish(JointState(name=["a", "b"], position=[0.1 * i, -0.1 * i]))
         img_pub.publish(_image(i))
-        chunk = ActionChunk(chunk_id=i, horizon=2, names=["a"], data=[1.0 * i, 2.0 * i],
-                            step_duration=Duration(nanosec=66_666_667))
+        chunk = ActionChunk(
+            chunk_id=i, horizon=2, names=["a"], data=[1.0 * i, 2.0 * i], step_duration=Duration(nanosec=66_666_667)
+        )
         chunk_pub.publish(chunk)
         time.sleep(0.01)
-    ros.wait_for(lambda: rec.message_counts.get("/joint_states", 0) == n
-                 and rec.message_counts.get("/dreamzero/action_chunk", 0) == n, what="messages recorded")
+    ros.wait_for(
+        lambda: (
+            rec.message_counts.get("/joint_states", 0) == n
+            and rec.message_counts.get("/dreamzero/action_chunk", 0) == n
+        ),
+        what="messages recorded",
+    )
     summary = rec.close()
     assert summary.missing == ["/tf"]
     assert summary.topics["/dreamzero_policy/instruction"].messages == 1
@@ -80,8 +91,9 @@ def test_recorder_refuses_to_overwrite(ros, tmp_path: Path) -> None:
 
 
 def test_adapted_qos_follows_publishers() -> None:
-    reliable_latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    reliable_latched = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
     q = adapted_qos([reliable_latched])
     assert (q.reliability, q.durability) == (ReliabilityPolicy.RELIABLE, DurabilityPolicy.TRANSIENT_LOCAL)
     q = adapted_qos([reliable_latched, qos_profile_sensor_data])

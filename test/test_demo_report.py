@@ -32,8 +32,9 @@ def _write_bag(path: Path, *, dropped_ids: set[int], overshoot: bool = False, la
         return Header(stamp=Time(sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id="")
 
     def joint_state(t_ns: int, q: np.ndarray) -> object:
-        return S["sensor_msgs/msg/JointState"](header=header(t_ns), name=JOINTS, position=q.astype(float),
-                                               velocity=np.zeros(0), effort=np.zeros(0))
+        return S["sensor_msgs/msg/JointState"](
+            header=header(t_ns), name=JOINTS, position=q.astype(float), velocity=np.zeros(0), effort=np.zeros(0)
+        )
 
     def q_at(t: float) -> np.ndarray:
         q = HOME.copy()
@@ -45,8 +46,14 @@ def _write_bag(path: Path, *, dropped_ids: set[int], overshoot: bool = False, la
     msgs: list[tuple[int, str, str, object]] = []
     for k in range(1000):
         t = k * 0.01
-        msgs.append((T0 + k * 10**7, "/joint_states", "sensor_msgs/msg/JointState", joint_state(T0 + k * 10**7,
-                                                                                                q_at(t - lag_s))))
+        msgs.append(
+            (
+                T0 + k * 10**7,
+                "/joint_states",
+                "sensor_msgs/msg/JointState",
+                joint_state(T0 + k * 10**7, q_at(t - lag_s)),
+            )
+        )
     for k in range(500):
         t_ns = T0 + k * 2 * 10**7
         msgs.append((t_ns, "/adapter_node/commanded", "sensor_msgs/msg/JointState", joint_state(t_ns, q_at(k * 0.02))))
@@ -54,32 +61,71 @@ def _write_bag(path: Path, *, dropped_ids: set[int], overshoot: bool = False, la
         t_ns = T0 + 10**9 + i * 4 * 10**8
         if i not in dropped_ids:
             chunk = S["dreamzero_msgs/msg/ActionChunk"](
-                header=header(t_ns), session_id="s1", chunk_id=i, embodiment="droid_franka_sim", action_space=0,
-                step_duration=Duration(sec=0, nanosec=66_666_667), horizon=1, execute_horizon=8, names=["gripper"],
-                data=np.array([0.5]), inference_started=Time(sec=0, nanosec=0),
-                inference_latency=Duration(sec=0, nanosec=(200 + 10 * i) * 10**6))
+                header=header(t_ns),
+                session_id="s1",
+                chunk_id=i,
+                embodiment="droid_franka_sim",
+                action_space=0,
+                step_duration=Duration(sec=0, nanosec=66_666_667),
+                horizon=1,
+                execute_horizon=8,
+                names=["gripper"],
+                data=np.array([0.5]),
+                inference_started=Time(sec=0, nanosec=0),
+                inference_latency=Duration(sec=0, nanosec=(200 + 10 * i) * 10**6),
+            )
             msgs.append((t_ns, "/dreamzero/action_chunk", "dreamzero_msgs/msg/ActionChunk", chunk))
         traj = S["trajectory_msgs/msg/JointTrajectory"](header=header(t_ns), joint_names=JOINTS, points=[])
         msgs.append((t_ns + 1000, "/arm_controller/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", traj))
     status = S["dreamzero_msgs/msg/PolicyStatus"](
-        header=header(T0 + 9 * 10**9), state=4, session_id="s1", last_chunk_id=19, chunks_published=20,
-        last_latency_s=0.39, mean_latency_s=0.3, p95_latency_s=0.38, dropped_observations=3, stale_inputs=0,
-        rejected_inputs=0, backend="inprocess", model_id="preset:tiny", message="running")
+        header=header(T0 + 9 * 10**9),
+        state=4,
+        session_id="s1",
+        last_chunk_id=19,
+        chunks_published=20,
+        last_latency_s=0.39,
+        mean_latency_s=0.3,
+        p95_latency_s=0.38,
+        dropped_observations=3,
+        stale_inputs=0,
+        rejected_inputs=0,
+        backend="inprocess",
+        model_id="preset:tiny",
+        message="running",
+    )
     msgs.append((T0 + 9 * 10**9, "/dreamzero/status", "dreamzero_msgs/msg/PolicyStatus", status))
     kv = S["diagnostic_msgs/msg/KeyValue"]
     adapter = S["diagnostic_msgs/msg/DiagnosticStatus"](
-        level=0, name="adapter_node", message="ok", hardware_id="",
-        values=[kv(key="accepted", value="15"), kv(key="rejected", value="3"), kv(key="robot", value="sim")])
+        level=0,
+        name="adapter_node",
+        message="ok",
+        hardware_id="",
+        values=[kv(key="accepted", value="15"), kv(key="rejected", value="3"), kv(key="robot", value="sim")],
+    )
     msgs.append((T0 + 9 * 10**9, "/adapter_node/status", "diagnostic_msgs/msg/DiagnosticStatus", adapter))
     for k in range(30):  # 3 Hz cameras, each camera a different grey level; predicted frames at 1 Hz
         t_ns = T0 + k * 333_333_333
         for c, topic in enumerate(CAMS):
-            img = S["sensor_msgs/msg/Image"](header=header(t_ns), height=24, width=32, encoding="rgb8",
-                                             is_bigendian=0, step=96, data=np.full(24 * 96, 60 * (c + 1), np.uint8))
+            img = S["sensor_msgs/msg/Image"](
+                header=header(t_ns),
+                height=24,
+                width=32,
+                encoding="rgb8",
+                is_bigendian=0,
+                step=96,
+                data=np.full(24 * 96, 60 * (c + 1), np.uint8),
+            )
             msgs.append((t_ns, topic, "sensor_msgs/msg/Image", img))
         if k % 3 == 2:
-            img = S["sensor_msgs/msg/Image"](header=header(t_ns), height=16, width=64, encoding="rgb8",
-                                             is_bigendian=0, step=192, data=np.full(16 * 192, 250, np.uint8))
+            img = S["sensor_msgs/msg/Image"](
+                header=header(t_ns),
+                height=16,
+                width=64,
+                encoding="rgb8",
+                is_bigendian=0,
+                step=192,
+                data=np.full(16 * 192, 250, np.uint8),
+            )
             msgs.append((t_ns, PRED, "sensor_msgs/msg/Image", img))
     msgs.sort(key=lambda m: m[0])
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
@@ -140,7 +186,10 @@ def test_commanded_setpoints_get_the_measured_tolerance() -> None:
     assert limit_violations(empty, cmd, {"panda_joint3": (-hi, hi, 2.6)})["total"] == 0
     cmd.pos[2, 0] = hi + 2 * POSITION_TOL_RAD
     assert limit_violations(empty, cmd, {"panda_joint3": (-hi, hi, 2.6)})["per_joint"]["panda_joint3"] == {
-        "position_measured": 0, "position_commanded": 1, "velocity_measured": 0}
+        "position_measured": 0,
+        "position_commanded": 1,
+        "velocity_measured": 0,
+    }
 
 
 def test_velocity_violation_detected() -> None:
@@ -179,7 +228,7 @@ def test_video_shows_cameras_above_prediction(tmp_path: Path) -> None:
     last = frames[-1].astype(int)
     # camera tiles keep their grey levels (60, 120, 180) away from the label; the prediction is bright
     for c in range(3):
-        assert abs(np.median(last[30:46, 64 * c + 8:64 * c + 56]) - 60 * (c + 1)) < 12
+        assert abs(np.median(last[30:46, 64 * c + 8 : 64 * c + 56]) - 60 * (c + 1)) < 12
     assert np.median(last[60:90, 70:120]) > 235
 
 

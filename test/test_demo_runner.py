@@ -82,8 +82,10 @@ def test_executable_lookup_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="make build"):
         executable_path(spec, tmp_path)
     install = _install(tmp_path, "pkg", "clean")
-    assert executable_path(NodeSpec(package="pkg", executable="clean", name="c"), install) == \
-        install / "pkg" / "lib" / "pkg" / "clean"
+    assert (
+        executable_path(NodeSpec(package="pkg", executable="clean", name="c"), install)
+        == install / "pkg" / "lib" / "pkg" / "clean"
+    )
 
 
 def test_graph_names_follow_the_bringup_node_names() -> None:
@@ -102,12 +104,34 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_arguments_round_trip_for_the_namespace_rerun(tmp_path: Path) -> None:
-    args = _parse(["--duration", "7.5", "--preset", "tiny", "--instruction", "stack the blocks",
-                   "--output-dir", str(tmp_path / "run"), "--realtime-factor", "0.2", "--device", "cpu"])
+    args = _parse(
+        [
+            "--duration",
+            "7.5",
+            "--preset",
+            "tiny",
+            "--instruction",
+            "stack the blocks",
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--realtime-factor",
+            "0.2",
+            "--device",
+            "cpu",
+        ]
+    )
     again = _parse(demo._argv(args))
     assert again.no_netns  # the re-run must not try to isolate itself again
-    for key in ("duration", "checkpoint", "instruction", "output_dir", "backend", "startup_timeout",
-                "realtime_factor", "device"):
+    for key in (
+        "duration",
+        "checkpoint",
+        "instruction",
+        "output_dir",
+        "backend",
+        "startup_timeout",
+        "realtime_factor",
+        "device",
+    ):
         assert getattr(again, key) == getattr(args, key), key
     # Unset "auto" values stay unset, so the re-run decides them.
     auto = _parse(demo._argv(_parse(["--output-dir", str(tmp_path / "run")])))
@@ -148,16 +172,27 @@ def test_bad_arguments_fail_before_anything_starts(tmp_path: Path, capsys: pytes
     assert "not empty" in capsys.readouterr().err
 
 
-def _report(received: int, accepted: int | None, motion: float, violations: int = 0, latency: float = 0.5,
-            rtf: float = 1.0) -> dict:
-    return {"run": {"realtime_factor": rtf},
-            "chunks": {"received": received, "accepted_by_adapter": accepted, "horizon_s": 1.6,
-                       "latency_s": {"mean": latency}},
-            "motion_rad": {"panda_joint1": motion},
-            "limit_violations": {"total": violations, "max_position_excess_rad": 0.0012 if violations else 0.0,
-                                 "per_joint": {"panda_joint1": {"position_measured": 0, "position_commanded": 0},
-                                               "panda_joint4": {"position_measured": violations,
-                                                                "position_commanded": 0}}}}
+def _report(
+    received: int, accepted: int | None, motion: float, violations: int = 0, latency: float = 0.5, rtf: float = 1.0
+) -> dict:
+    return {
+        "run": {"realtime_factor": rtf},
+        "chunks": {
+            "received": received,
+            "accepted_by_adapter": accepted,
+            "horizon_s": 1.6,
+            "latency_s": {"mean": latency},
+        },
+        "motion_rad": {"panda_joint1": motion},
+        "limit_violations": {
+            "total": violations,
+            "max_position_excess_rad": 0.0012 if violations else 0.0,
+            "per_joint": {
+                "panda_joint1": {"position_measured": 0, "position_commanded": 0},
+                "panda_joint4": {"position_measured": violations, "position_commanded": 0},
+            },
+        },
+    }
 
 
 def test_verdicts_name_what_went_wrong() -> None:

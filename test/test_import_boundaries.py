@@ -38,8 +38,6 @@ def modules_under(package: str) -> list[str]:
     return names
 
 
-
-
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_layer_does_not_import_forbidden_modules(package: str) -> None:
     modules = modules_under(package)
@@ -48,7 +46,9 @@ def test_layer_does_not_import_forbidden_modules(package: str) -> None:
     code_modules = ";".join(f"import {m}" for m in modules)
     out = subprocess.run(
         [sys.executable, "-c", f"{code_modules}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert out.returncode == 0, f"importing {package} failed:\n{out.stderr[-3000:]}"
     loaded = {m.split(".")[0] for m in json.loads(out.stdout.strip().splitlines()[-1])}

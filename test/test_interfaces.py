@@ -48,8 +48,15 @@ def test_action_space_constants_are_distinct() -> None:
         ActionChunk.EEF_POSE_DELTA,
     ]
     assert len(set(values)) == len(values)
-    states = [PolicyStatus.UNCONFIGURED, PolicyStatus.INACTIVE, PolicyStatus.WARMING_UP,
-              PolicyStatus.WAITING_FOR_INPUT, PolicyStatus.RUNNING, PolicyStatus.BACKEND_ERROR, PolicyStatus.ERROR]
+    states = [
+        PolicyStatus.UNCONFIGURED,
+        PolicyStatus.INACTIVE,
+        PolicyStatus.WARMING_UP,
+        PolicyStatus.WAITING_FOR_INPUT,
+        PolicyStatus.RUNNING,
+        PolicyStatus.BACKEND_ERROR,
+        PolicyStatus.ERROR,
+    ]
     assert len(set(states)) == len(states)
 
 
@@ -110,8 +117,7 @@ def test_serialization_round_trip(msg: object) -> None:
 
 
 def test_action_chunk_travels_between_nodes(ros) -> None:
-    qos = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE,
-                     durability=QoSDurabilityPolicy.VOLATILE)
+    qos = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.VOLATILE)
     talker = ros.node("chunk_talker")
     listener = ros.node("chunk_listener")
     received: list[ActionChunk] = []

@@ -51,12 +51,14 @@ def test_console_scripts_resolve_and_are_installed(pkg: str) -> None:
 def test_dreamzero_cli_help_lists_every_subcommand() -> None:
     from dreamzero_policy.cli import SUBCOMMANDS
 
-    out = subprocess.run([sys.executable, "-m", "dreamzero_policy.cli", "--help"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "dreamzero_policy.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     for name in SUBCOMMANDS:
         assert name in out.stdout
-        sub = subprocess.run([sys.executable, "-m", "dreamzero_policy.cli", name, "--help"],
-                             capture_output=True, text=True, timeout=120)
+        sub = subprocess.run(
+            [sys.executable, "-m", "dreamzero_policy.cli", name, "--help"], capture_output=True, text=True, timeout=120
+        )
         assert sub.returncode == 0, f"dreamzero {name} --help failed:\n{sub.stderr[-2000:]}"
         assert "usage: dreamzero " + name in sub.stdout

@@ -43,10 +43,31 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess
     out = tmp_path_factory.mktemp("demo") / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "dreamzero_policy.cli", "demo", "--duration", str(EPISODE_S), "--checkpoint", "tiny",
-         "--realtime-factor", str(REALTIME_FACTOR), "--device", "cpu",
-         "--output-dir", str(out), "--startup-timeout", "150", "--running-timeout", "60"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=280,
+        [
+            sys.executable,
+            "-m",
+            "dreamzero_policy.cli",
+            "demo",
+            "--duration",
+            str(EPISODE_S),
+            "--checkpoint",
+            "tiny",
+            "--realtime-factor",
+            str(REALTIME_FACTOR),
+            "--device",
+            "cpu",
+            "--output-dir",
+            str(out),
+            "--startup-timeout",
+            "150",
+            "--running-timeout",
+            "60",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
     )
     return out, proc
 

@@ -19,8 +19,19 @@ PACKAGES = {
     "embodiment_adapters": "ros.ament_python",
     "dreamzero_sim": "ros.ament_python",
 }
-IGNORE = shutil.ignore_patterns(".venv", "build", "install", "log", ".git", "runs", "__pycache__",
-                                ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info")
+IGNORE = shutil.ignore_patterns(
+    ".venv",
+    "build",
+    "install",
+    "log",
+    ".git",
+    "runs",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "*.egg-info",
+)
 
 
 def colcon_env() -> dict[str, str]:
@@ -71,8 +82,12 @@ def share_files(install: Path) -> set[str]:
 
 
 def expected_share_files() -> set[str]:
-    return {p.relative_to(REPO).as_posix() for folder in ("launch", "config")
-            for p in (REPO / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(REPO).as_posix()
+        for folder in ("launch", "config")
+        for p in (REPO / folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 @pytest.mark.slow

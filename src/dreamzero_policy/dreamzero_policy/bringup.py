@@ -152,5 +152,16 @@ def record_command(output: str, topics: tuple[str, ...] = RECORD_TOPICS, use_sim
     (the simulator with a realtime factor). The converter also copes with a wall-clock recording of
     sim-time nodes, but one clock throughout is simpler to read.
     """
-    return ["ros2", "bag", "record", "-s", "mcap", "--storage-preset-profile", "zstd_fast",
-            *(["--use-sim-time"] if use_sim_time else []), "-o", output, *topics]
+    return [
+        "ros2",
+        "bag",
+        "record",
+        "-s",
+        "mcap",
+        "--storage-preset-profile",
+        "zstd_fast",
+        *(["--use-sim-time"] if use_sim_time else []),
+        "-o",
+        output,
+        *topics,
+    ]

@@ -77,8 +77,15 @@ class GraphNames:
 
     def record_topics(self) -> tuple[str, ...]:
         """RECORD_TOPICS plus what the video and the report need."""
-        extra = (self.predicted, self.commanded, f"/{self.adapter}/status", f"/{self.policy}/instruction",
-                 "/arm_controller/joint_trajectory", "/gripper_controller/commands", "/diagnostics")
+        extra = (
+            self.predicted,
+            self.commanded,
+            f"/{self.adapter}/status",
+            f"/{self.policy}/instruction",
+            "/arm_controller/joint_trajectory",
+            "/gripper_controller/commands",
+            "/diagnostics",
+        )
         return tuple(dict.fromkeys((*RECORD_TOPICS, *extra)))
 
 
@@ -87,37 +94,84 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Run one simulated episode: the MuJoCo robot, the policy node (in-process model) and the embodiment "
         "adapter, started as processes from the colcon install. Writes <output-dir>/ with the episode as a "
         "rosbag2 (MCAP), demo.mp4 (camera views above the model's predicted frames), report.json + report.png "
-        "(chunk latency, control rate, dropped chunks, joint tracking, limit violations) and the node logs.")
+        "(chunk latency, control rate, dropped chunks, joint tracking, limit violations) and the node logs."
+    )
     parser.add_argument("--duration", type=float, default=25.0, help="episode length in sim seconds (default 25)")
-    parser.add_argument("--output-dir", type=Path, default=None,
-                        help="run folder to create (default runs/<YYYYmmdd-HHMMSS>/); must not exist or be empty")
-    parser.add_argument("--instruction", default="pick up the red cube and put it next to the green can",
-                        help="language instruction sent with the RunTask goal")
-    parser.add_argument("--checkpoint", "--preset", dest="checkpoint", default="",
-                        help="model preset name (tiny, small, small-flash) or checkpoint directory; default: "
-                             f"{CPU_CHECKPOINT} without CUDA, else the one in config/nodes/policy_node.yaml "
-                             "(random weights until a trained checkpoint exists)")
-    parser.add_argument("--realtime-factor", type=float, default=None,
-                        help=f"sim seconds per wall second; default {CPU_REALTIME_FACTOR} without CUDA, 1.0 with "
-                             "CUDA. Lower it when the adapter rejects chunks as too old (slow model)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="policy device (default auto: cuda when torch sees a GPU, else the parameter file's)")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="run folder to create (default runs/<YYYYmmdd-HHMMSS>/); must not exist or be empty",
+    )
+    parser.add_argument(
+        "--instruction",
+        default="pick up the red cube and put it next to the green can",
+        help="language instruction sent with the RunTask goal",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        "--preset",
+        dest="checkpoint",
+        default="",
+        help="model preset name (tiny, small, small-flash) or checkpoint directory; default: "
+        f"{CPU_CHECKPOINT} without CUDA, else the one in config/nodes/policy_node.yaml "
+        "(random weights until a trained checkpoint exists)",
+    )
+    parser.add_argument(
+        "--realtime-factor",
+        type=float,
+        default=None,
+        help=f"sim seconds per wall second; default {CPU_REALTIME_FACTOR} without CUDA, 1.0 with "
+        "CUDA. Lower it when the adapter rejects chunks as too old (slow model)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="policy device (default auto: cuda when torch sees a GPU, else the parameter file's)",
+    )
     parser.add_argument("--backend", choices=BACKENDS, default="inprocess", help="policy backend (default inprocess)")
-    parser.add_argument("--startup-timeout", type=float, default=300.0,
-                        help="seconds for the nodes to start and the model to load and warm up (default 300)")
-    parser.add_argument("--running-timeout", type=float, default=120.0,
-                        help="seconds after the goal for the policy to reach RUNNING (default 120)")
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=300.0,
+        help="seconds for the nodes to start and the model to load and warm up (default 300)",
+    )
+    parser.add_argument(
+        "--running-timeout",
+        type=float,
+        default=120.0,
+        help="seconds after the goal for the policy to reach RUNNING (default 120)",
+    )
     parser.add_argument("--video-fps", type=float, default=10.0, help="frame rate of demo.mp4 (default 10)")
-    parser.add_argument("--no-netns", action="store_true",
-                        help="do not re-run inside a private network namespace (DDS then stays on localhost)")
+    parser.add_argument(
+        "--no-netns",
+        action="store_true",
+        help="do not re-run inside a private network namespace (DDS then stays on localhost)",
+    )
 
 
 def _argv(args: argparse.Namespace) -> list[str]:
     """The command line that reproduces ``args`` (used to re-run inside the network namespace)."""
-    out = ["--duration", str(args.duration), "--output-dir", str(args.output_dir), "--instruction", args.instruction,
-           "--backend", args.backend, "--startup-timeout", str(args.startup_timeout),
-           "--running-timeout", str(args.running_timeout), "--video-fps", str(args.video_fps), "--no-netns",
-           "--device", args.device]
+    out = [
+        "--duration",
+        str(args.duration),
+        "--output-dir",
+        str(args.output_dir),
+        "--instruction",
+        args.instruction,
+        "--backend",
+        args.backend,
+        "--startup-timeout",
+        str(args.startup_timeout),
+        "--running-timeout",
+        str(args.running_timeout),
+        "--video-fps",
+        str(args.video_fps),
+        "--no-netns",
+        "--device",
+        args.device,
+    ]
     if args.checkpoint:
         out += ["--checkpoint", args.checkpoint]
     if args.realtime_factor is not None:
@@ -160,8 +214,22 @@ def _reexec_in_netns(args: argparse.Namespace) -> int | None:
     if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
         return None
     print("==> [demo] re-running inside a private loopback-only network namespace (unshare -n)", flush=True)
-    cmd = ["unshare", "-n", "--", "bash", "-c", 'ip link set lo up && exec "$@"', "_", "env", f"{NETNS_ENV}=isolated",
-           sys.executable, "-m", "dreamzero_policy.cli", "demo", *_argv(args)]
+    cmd = [
+        "unshare",
+        "-n",
+        "--",
+        "bash",
+        "-c",
+        'ip link set lo up && exec "$@"',
+        "_",
+        "env",
+        f"{NETNS_ENV}=isolated",
+        sys.executable,
+        "-m",
+        "dreamzero_policy.cli",
+        "demo",
+        *_argv(args),
+    ]
     return subprocess.call(cmd)
 
 
@@ -201,8 +269,10 @@ def run(args: argparse.Namespace) -> int:
         say("defaults: " + ", ".join(chosen))
     env = _environment()
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    say(f"run folder {args.output_dir}  (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, "
-         f"network: {os.environ.get(NETNS_ENV) or os.environ.get('DREAMZERO_TEST_NETNS') or 'localhost only'})")
+    say(
+        f"run folder {args.output_dir}  (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, "
+        f"network: {os.environ.get(NETNS_ENV) or os.environ.get('DREAMZERO_TEST_NETNS') or 'localhost only'})"
+    )
     t_start = time.monotonic()
     session = DemoSession(args, env)
     names = GraphNames.from_specs(session.specs)
@@ -227,8 +297,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish(args: argparse.Namespace, session: Any, names: GraphNames, errors: list[str], wall_s: float
-            ) -> dict[str, Any] | None:
+def _finish(
+    args: argparse.Namespace, session: Any, names: GraphNames, errors: list[str], wall_s: float
+) -> dict[str, Any] | None:
     """Video + report from the bag (also after a failed episode, when there is a bag to look at)."""
     from dreamzero_policy.demo_tools.report import build_report
     from dreamzero_policy.demo_tools.video import write_video
@@ -241,8 +312,14 @@ def _finish(args: argparse.Namespace, session: Any, names: GraphNames, errors: l
     video: dict[str, Any] = {}
     try:
         v = write_video(bag, out / "demo.mp4", CAMERA_TOPICS, names.predicted, fps=args.video_fps)
-        video = {"path": "demo.mp4", "frames": v.frames, "fps": v.fps, "size": list(v.size),
-                 "camera_frames": v.camera_frames, "predicted_frames": v.predicted_frames}
+        video = {
+            "path": "demo.mp4",
+            "frames": v.frames,
+            "fps": v.fps,
+            "size": list(v.size),
+            "camera_frames": v.camera_frames,
+            "predicted_frames": v.predicted_frames,
+        }
     except Exception as exc:
         errors.append(f"ERROR [video]: {type(exc).__name__}: {exc}")
     info = {**session.run_info(), "wall_time_s": wall_s, "video": video, "errors": list(errors)}
@@ -268,21 +345,29 @@ def _check(report: dict[str, Any]) -> list[str]:
     elif ch.get("accepted_by_adapter") == 0:
         lat, horizon = ch["latency_s"]["mean"], ch.get("horizon_s")
         rtf = float(report.get("run", {}).get("realtime_factor") or 1.0)
-        why = (f"the model needs {lat:.2f} s of compute per chunk on average, {lat * rtf:.2f} s of sim time at "
-               f"realtime factor {rtf:g}, but a chunk covers only {horizon:.2f} s, so every chunk is already in "
-               "the past when it arrives" if lat and horizon and lat * rtf > horizon
-               else "see the adapter log for the reasons")
-        out.append(f"ERROR [episode]: the arm did not move: the adapter's safety checks rejected all "
-                   f"{ch['received']} chunks ({why}). On a CPU lower --realtime-factor, try a smaller model "
-                   "(--checkpoint tiny) or use a GPU.")
+        why = (
+            f"the model needs {lat:.2f} s of compute per chunk on average, {lat * rtf:.2f} s of sim time at "
+            f"realtime factor {rtf:g}, but a chunk covers only {horizon:.2f} s, so every chunk is already in "
+            "the past when it arrives"
+            if lat and horizon and lat * rtf > horizon
+            else "see the adapter log for the reasons"
+        )
+        out.append(
+            f"ERROR [episode]: the arm did not move: the adapter's safety checks rejected all "
+            f"{ch['received']} chunks ({why}). On a CPU lower --realtime-factor, try a smaller model "
+            "(--checkpoint tiny) or use a GPU."
+        )
     elif max(report["motion_rad"].values(), default=0.0) < 1e-3:
         out.append("ERROR [episode]: chunks were accepted but the arm did not move (see the sim and adapter logs)")
     if report["limit_violations"]["total"] != 0:
         lim = report["limit_violations"]
-        where = ", ".join(f"{joint} {kind} x{n}" for joint, counts in lim["per_joint"].items()
-                          for kind, n in counts.items() if n)
-        out.append(f"ERROR [limits]: {lim['total']} joint limit violations ({where}; worst position excess "
-                   f"{lim.get('max_position_excess_rad', 0.0):.4f} rad; see limit_violations in report.json)")
+        where = ", ".join(
+            f"{joint} {kind} x{n}" for joint, counts in lim["per_joint"].items() for kind, n in counts.items() if n
+        )
+        out.append(
+            f"ERROR [limits]: {lim['total']} joint limit violations ({where}; worst position excess "
+            f"{lim.get('max_position_excess_rad', 0.0):.4f} rad; see limit_violations in report.json)"
+        )
     return out
 
 
@@ -293,15 +378,19 @@ def _print_summary(out: Path, report: dict[str, Any] | None) -> None:
         return
     print("\n== dreamzero demo: done ==", flush=True)
     run_info = report["run"]
-    print(f"episode: {run_info.get('episode_sim_s', 0):.1f} s sim time ({run_info.get('episode_s', 0):.1f} s wall, "
-          f"realtime factor {run_info.get('realtime_factor', 1.0):g}), checkpoint {run_info.get('checkpoint')}, "
-          f"task: {run_info.get('task_message', '')}")
+    print(
+        f"episode: {run_info.get('episode_sim_s', 0):.1f} s sim time ({run_info.get('episode_s', 0):.1f} s wall, "
+        f"realtime factor {run_info.get('realtime_factor', 1.0):g}), checkpoint {run_info.get('checkpoint')}, "
+        f"task: {run_info.get('task_message', '')}"
+    )
     for line in summary_lines(report):
         print(f"  {line}")
     ch, rtf = report["chunks"], float(run_info.get("realtime_factor") or 1.0)
     if ch["latency_s"]["mean"] is not None and ch.get("horizon_s"):
-        print(f"  sim time: chunk latency {ch['latency_s']['mean'] * rtf:.2f} s (mean) of a {ch['horizon_s']:.2f} s "
-              f"chunk; rates and durations above are per sim second")
+        print(
+            f"  sim time: chunk latency {ch['latency_s']['mean'] * rtf:.2f} s (mean) of a {ch['horizon_s']:.2f} s "
+            f"chunk; rates and durations above are per sim second"
+        )
     print(f"\nfiles in {out}:")
     for name in ("bag/", "demo.mp4", "report.json", "report.png", "logs/"):
         print(f"  {out / name}")

@@ -20,17 +20,35 @@ def node_actions(specs: list[NodeSpec]) -> list:
     actions: list = []
     for spec in specs:
         params = [str(p) for p in spec.parameter_files] + ([spec.parameters] if spec.parameters else [])
-        common = dict(package=spec.package, executable=spec.executable, name=spec.name,
-                      parameters=params, remappings=list(spec.remappings), output="screen")
+        common = dict(
+            package=spec.package,
+            executable=spec.executable,
+            name=spec.name,
+            parameters=params,
+            remappings=list(spec.remappings),
+            output="screen",
+        )
         if not spec.lifecycle:
             actions.append(Node(**common))
             continue
         node = LifecycleNode(namespace="", **common)
-        configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                                transition_id=Transition.TRANSITION_CONFIGURE))
-        activate = RegisterEventHandler(OnStateTransition(
-            target_lifecycle_node=node, goal_state="inactive",
-            entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                                  transition_id=Transition.TRANSITION_ACTIVATE))]))
+        configure = EmitEvent(
+            event=ChangeState(
+                lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_CONFIGURE
+            )
+        )
+        activate = RegisterEventHandler(
+            OnStateTransition(
+                target_lifecycle_node=node,
+                goal_state="inactive",
+                entities=[
+                    EmitEvent(
+                        event=ChangeState(
+                            lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_ACTIVATE
+                        )
+                    )
+                ],
+            )
+        )
         actions += [node, activate, configure]
     return actions

@@ -59,8 +59,7 @@ def profile_xml(segment_bytes: int = SHM_SEGMENT_BYTES) -> str:
     return _PROFILE.format(segment=int(segment_bytes))
 
 
-def configure_camera_transport(environ: MutableMapping[str, str] | None = None,
-                               directory: Path | None = None) -> str:
+def configure_camera_transport(environ: MutableMapping[str, str] | None = None, directory: Path | None = None) -> str:
     """Point Fast DDS at :func:`profile_xml` unless the user configured DDS; returns what was done.
 
     The file is content-addressed in ``directory`` (default: the temp dir), so concurrent nodes

@@ -122,8 +122,9 @@ class SimRobotNode(Node):
                 self._start_renderer()
             # The steady clock paces physics: with use_sim_time the node clock follows /clock, which
             # only this timer advances.
-            self.create_timer(1.0 / p["physics_rate_hz"], self._on_physics_tick,
-                              clock=RclClock(clock_type=ClockType.STEADY_TIME))
+            self.create_timer(
+                1.0 / p["physics_rate_hz"], self._on_physics_tick, clock=RclClock(clock_type=ClockType.STEADY_TIME)
+            )
         except BaseException:  # also Ctrl-C while the GL context is created: never leave the thread behind
             self._shutdown_renderer()
             raise
@@ -279,8 +280,9 @@ def main(args: list[str] | None = None) -> int:
     Stopping (embodiment_adapters.nodes.process): executor, node (joins the render thread first), context.
     """
     transport = configure_camera_transport()  # before the DDS participant exists
-    return run_node(SimRobotNode, SingleThreadedExecutor, args,
-                    on_started=lambda node: node.get_logger().info(transport))
+    return run_node(
+        SimRobotNode, SingleThreadedExecutor, args, on_started=lambda node: node.get_logger().info(transport)
+    )
 
 
 if __name__ == "__main__":

@@ -43,13 +43,27 @@ def test_sim_time_pacing_and_every_camera_delivers(ros):
         def cb(msg: Image) -> None:
             with lock:
                 images[cam].append(_sec(msg.header.stamp))
+
         return cb
 
     for cam in CAMERAS:
         peer.create_subscription(Image, f"/sim/{cam}/image_raw", on_image(cam), qos_profile_sensor_data)
     peer.create_subscription(Clock, "/clock", lambda m: clock.append((time.monotonic(), _sec(m.clock))), 10)
-    cmd = [sys.executable, str(SCRIPT), "--ros-args", "--params-file", str(PARAMS), "-p", "publish_clock:=true",
-           "-p", "use_sim_time:=true", "-p", f"realtime_factor:={RTF}", "-p", f"camera_rate_hz:={CAMERA_HZ}"]
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--ros-args",
+        "--params-file",
+        str(PARAMS),
+        "-p",
+        "publish_clock:=true",
+        "-p",
+        "use_sim_time:=true",
+        "-p",
+        f"realtime_factor:={RTF}",
+        "-p",
+        f"camera_rate_hz:={CAMERA_HZ}",
+    ]
     proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         ros.wait_for(lambda: all(images.values()) and len(clock) > 10, 60.0, "images and /clock")

@@ -17,8 +17,10 @@ def test_profile_holds_several_camera_cycles_and_keeps_udp() -> None:
     assert segment == SHM_SEGMENT_BYTES
     assert segment >= 10 * 3 * 320 * 240 * 3  # ten cycles of three 320x240 rgb8 images (default 512 KiB: two)
     ids = [e.text for e in root.findall(".//f:userTransports/f:transport_id", NS)]
-    types = {d.find("f:transport_id", NS).text: d.find("f:type", NS).text
-             for d in root.findall(".//f:transport_descriptor", NS)}
+    types = {
+        d.find("f:transport_id", NS).text: d.find("f:type", NS).text
+        for d in root.findall(".//f:transport_descriptor", NS)
+    }
     assert sorted(types[i] for i in ids) == ["SHM", "UDPv4"]  # same pair as Fast DDS's builtin transports
     assert root.find(".//f:useBuiltinTransports", NS).text == "false"
     with pytest.raises(ValueError):
@@ -36,12 +38,15 @@ def test_configure_writes_one_shared_file_and_points_fast_dds_at_it(tmp_path: Pa
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
-@pytest.mark.parametrize("env", [
-    {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"},
-    {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"},
-    {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"},
-    {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"},
+        {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"},
+        {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"},
+        {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"},
+    ],
+)
 def test_user_dds_settings_and_other_middlewares_are_left_alone(tmp_path: Path, env: dict[str, str]) -> None:
     before = dict(env)
     assert "unchanged" in configure_camera_transport(env, tmp_path)

@@ -64,12 +64,26 @@ class NodeProcess:
 
 
 # The GL context takes ~0.3 s to create here: SIGINT at several points inside that window.
-@pytest.mark.parametrize("moment", ["renderer starting +0.0 s", "renderer starting +0.1 s",
-                                    "renderer starting +0.2 s", "running with sim time"])
+@pytest.mark.parametrize(
+    "moment",
+    ["renderer starting +0.0 s", "renderer starting +0.1 s", "renderer starting +0.2 s", "running with sim time"],
+)
 def test_sigint_exits_cleanly(moment: str):
     assert SCRIPT.is_file(), f"{SCRIPT} missing: run 'make build'"
-    node = NodeProcess(["-p", "image_width:=64", "-p", "image_height:=48", "-p", "publish_clock:=true",
-                        "-p", "use_sim_time:=true", "-p", "realtime_factor:=0.5"])
+    node = NodeProcess(
+        [
+            "-p",
+            "image_width:=64",
+            "-p",
+            "image_height:=48",
+            "-p",
+            "publish_clock:=true",
+            "-p",
+            "use_sim_time:=true",
+            "-p",
+            "realtime_factor:=0.5",
+        ]
+    )
     if moment.startswith("renderer starting"):
         node.wait_line("starting the camera renderer", timeout=60.0)  # SIGINT while the GL context is made
         time.sleep(float(moment.split("+")[1].rstrip(" s")))

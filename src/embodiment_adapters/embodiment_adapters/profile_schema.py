@@ -20,8 +20,20 @@ from embodiment_adapters.profile import (
 from embodiment_adapters.safety.types import ActionSpace
 
 _TOP_KEYS = {
-    "name", "description", "simulated", "units", "embodiments", "action_spaces", "joints", "controllers",
-    "grippers", "aliases", "ignored_dims", "kinematics", "delta_mode", "allow_nonzero_final_velocity",
+    "name",
+    "description",
+    "simulated",
+    "units",
+    "embodiments",
+    "action_spaces",
+    "joints",
+    "controllers",
+    "grippers",
+    "aliases",
+    "ignored_dims",
+    "kinematics",
+    "delta_mode",
+    "allow_nonzero_final_velocity",
 }
 
 
@@ -128,8 +140,15 @@ def _gripper(ctx: _Ctx, raw: Any, where: str) -> GripperSpec:
         raise ctx.fail(f"{where}.epsilon", f"must be < 1 (normalised units), got {eps}")
     name = ctx.string(m, "name", where)
     return GripperSpec(
-        name=name, joint=ctx.string(m, "joint", where, name), interface=interface, topic=topic, action=action,
-        open=open_v, closed=closed_v, epsilon=eps, max_effort=ctx.number(m, "max_effort", where, 0.0),
+        name=name,
+        joint=ctx.string(m, "joint", where, name),
+        interface=interface,
+        topic=topic,
+        action=action,
+        open=open_v,
+        closed=closed_v,
+        epsilon=eps,
+        max_effort=ctx.number(m, "max_effort", where, 0.0),
     )
 
 
@@ -162,15 +181,21 @@ def _kinematics(ctx: _Ctx, raw: Any, where: str, joints: dict[str, JointSpec]) -
             lm = ctx.mapping(lr, lw, {"a", "d", "alpha", "theta_offset"})
             links.append(
                 LinkSpec(
-                    a=ctx.number(lm, "a", lw, 0.0), d=ctx.number(lm, "d", lw, 0.0),
-                    alpha=ctx.number(lm, "alpha", lw, 0.0), theta_offset=ctx.number(lm, "theta_offset", lw, 0.0),
+                    a=ctx.number(lm, "a", lw, 0.0),
+                    d=ctx.number(lm, "d", lw, 0.0),
+                    alpha=ctx.number(lm, "alpha", lw, 0.0),
+                    theta_offset=ctx.number(lm, "theta_offset", lw, 0.0),
                 )
             )
     tool = ctx.mapping(ctx.get(m, "tool", where, {}), f"{where}.tool", {"xyz", "rpy"})
     prefix = ctx.string(m, "prefix", where, "", empty_ok=True)
     return KinematicsSpec(
-        prefix=prefix, base_frame=ctx.string(m, "base_frame", where), tip_frame=ctx.string(m, "tip_frame", where),
-        convention=convention, joints=tuple(chain), links=tuple(links),
+        prefix=prefix,
+        base_frame=ctx.string(m, "base_frame", where),
+        tip_frame=ctx.string(m, "tip_frame", where),
+        convention=convention,
+        joints=tuple(chain),
+        links=tuple(links),
         tool_xyz=ctx.vec3(tool, "xyz", f"{where}.tool", [0, 0, 0]),
         tool_rpy=ctx.vec3(tool, "rpy", f"{where}.tool", [0, 0, 0]),
     )
@@ -249,9 +274,19 @@ def parse_profile(raw: Any, source: str) -> RobotProfile:
     if not all(isinstance(e, str) and e for e in embodiments):
         raise ctx.fail("embodiments", f"must be a list of non-empty strings, got {embodiments!r}")
     return RobotProfile(
-        name=name, source=source, description=ctx.string(m, "description", "", "", empty_ok=True),
-        simulated=ctx.boolean(m, "simulated", "", False), units=units, embodiments=tuple(embodiments),
-        action_spaces=tuple(spaces), joints=tuple(joints), controllers=tuple(controllers), grippers=tuple(grippers),
-        aliases=tuple((str(k), str(v)) for k, v in aliases_raw.items()), ignored_dims=tuple(ignored), kinematics=kin,
-        delta_mode=delta_mode, allow_nonzero_final_velocity=ctx.boolean(m, "allow_nonzero_final_velocity", "", False),
+        name=name,
+        source=source,
+        description=ctx.string(m, "description", "", "", empty_ok=True),
+        simulated=ctx.boolean(m, "simulated", "", False),
+        units=units,
+        embodiments=tuple(embodiments),
+        action_spaces=tuple(spaces),
+        joints=tuple(joints),
+        controllers=tuple(controllers),
+        grippers=tuple(grippers),
+        aliases=tuple((str(k), str(v)) for k, v in aliases_raw.items()),
+        ignored_dims=tuple(ignored),
+        kinematics=kin,
+        delta_mode=delta_mode,
+        allow_nonzero_final_velocity=ctx.boolean(m, "allow_nonzero_final_velocity", "", False),
     )

@@ -90,6 +90,15 @@ def test_braking_profile_stops_inside_the_limits_within_acceleration_when_possib
         if feasible:
             from embodiment_adapters.safety.types import TrajectoryPlan
 
-            plan = TrajectoryPlan(joint_names=P.joint_names, t0=0.0, start_positions=q0, start_velocities=v0,
-                                  positions=pos, velocities=vel, times=times, session_id="s", chunk_id=0)
+            plan = TrajectoryPlan(
+                joint_names=P.joint_names,
+                t0=0.0,
+                start_positions=q0,
+                start_velocities=v0,
+                positions=pos,
+                velocities=vel,
+                times=times,
+                session_id="s",
+                chunk_id=0,
+            )
             plan_checker(plan, lower, upper, vmax, amax)

@@ -201,5 +201,5 @@ def test_degree_profiles_convert_on_the_wire():
     core.update_joint_state(names, q, 100.0)
     data = np.tile(q + 0.05, (10, 1))
     plan = core.process_chunk(ChunkInput("s", 0, "so101", 0, 100.0, 1 / 30, 10, 10, p.joint_names, data), 100.0)
-    (_, traj), = plan_to_trajectories(plan, p, scale)
+    ((_, traj),) = plan_to_trajectories(plan, p, scale)
     assert traj.points[-1].positions == pytest.approx(np.degrees(q + 0.05).tolist())

@@ -18,8 +18,11 @@ from hypothesis import strategies as st
 PROFILES = {n: load_profile(n) for n in ("droid_franka_sim", "ur5e", "aloha")}
 NOW = 1000.0
 # ADAPTER_PROP_EXAMPLES=5000 for a longer search (the default keeps the suite fast).
-SETTINGS = settings(max_examples=int(os.environ.get("ADAPTER_PROP_EXAMPLES", "150")), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("ADAPTER_PROP_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def _limits(core):
@@ -54,8 +57,18 @@ def scenario(draw):
 
 
 def _chunk(p, data, dt, stamp, chunk_id=0, session="s"):
-    return ChunkInput(session, chunk_id, p.embodiments[0], int(ActionSpace.JOINT_POSITION), stamp, dt,
-                      len(data), len(data), p.joint_names, data)
+    return ChunkInput(
+        session,
+        chunk_id,
+        p.embodiments[0],
+        int(ActionSpace.JOINT_POSITION),
+        stamp,
+        dt,
+        len(data),
+        len(data),
+        p.joint_names,
+        data,
+    )
 
 
 @SETTINGS

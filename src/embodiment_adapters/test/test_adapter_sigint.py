@@ -80,15 +80,17 @@ def _start() -> tuple[subprocess.Popen[str], list[str]]:
     return proc, lines
 
 
-@pytest.mark.parametrize(("sig", "run_s"), [(signal.SIGINT, 0.0), (signal.SIGINT, 0.05), (signal.SIGINT, 1.0),
-                                           (signal.SIGTERM, 0.05)])  # ros2 launch escalates to SIGTERM
+@pytest.mark.parametrize(
+    ("sig", "run_s"), [(signal.SIGINT, 0.0), (signal.SIGINT, 0.05), (signal.SIGINT, 1.0), (signal.SIGTERM, 0.05)]
+)  # ros2 launch escalates to SIGTERM
 def test_sigint_exits_cleanly_while_executing_chunks(ros, sig: signal.Signals, run_s: float):
     assert SCRIPT.is_file(), f"{SCRIPT} missing: run 'make build'"
     traffic = Traffic(ros)
     proc, lines = _start()
     try:
-        ros.wait_for(lambda: traffic.trajectories > 0 or proc.poll() is not None, 60.0,
-                     "the adapter to execute a chunk")
+        ros.wait_for(
+            lambda: traffic.trajectories > 0 or proc.poll() is not None, 60.0, "the adapter to execute a chunk"
+        )
         assert proc.poll() is None, "".join(lines)
         time.sleep(run_s)  # SIGINT at once, or while watchdog, status and chunk callbacks keep running
         proc.send_signal(sig)

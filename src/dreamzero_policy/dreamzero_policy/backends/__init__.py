@@ -29,8 +29,9 @@ def create_backend(kind: str, spec: IoSpec, **options: Any) -> PolicyBackend:
         device = options.pop("device", "cpu")
         if checkpoint:
             return InProcessBackend.from_pretrained(spec, checkpoint, device=device)
-        return InProcessBackend.from_preset(spec, options.pop("preset", "tiny"),
-                                            seed=options.pop("seed", 0), device=device)
+        return InProcessBackend.from_preset(
+            spec, options.pop("preset", "tiny"), seed=options.pop("seed", 0), device=device
+        )
     if kind == "websocket":
         from dreamzero_policy.backends.websocket import WebsocketBackend
 

@@ -26,7 +26,7 @@ from dreamzero_policy.runtime.postprocess import actions_from_model, normalize
 def _select_frames(stack: np.ndarray, n: int) -> np.ndarray:
     """The newest ``n`` frames of (T, h, w, 3), left-padded with the oldest when T < n."""
     if stack.shape[0] >= n:
-        return stack[stack.shape[0] - n:]
+        return stack[stack.shape[0] - n :]
     pad = np.repeat(stack[:1], n - stack.shape[0], axis=0)
     return np.concatenate([pad, stack], axis=0)
 
@@ -41,13 +41,13 @@ def with_checkpoint_stats(spec: IoSpec, checkpoint: str | Path) -> IoSpec:
     state_keys = norm.get("state_keys")
     action_keys = norm.get("action_keys")
     if not state_keys or not action_keys:
-        raise IoSpecError("normalization: no inline statistics and no state_keys/action_keys to read "
-                          f"them from {meta}")
+        raise IoSpecError(f"normalization: no inline statistics and no state_keys/action_keys to read them from {meta}")
     stats = stats_from_metadata(meta, spec.embodiment_tag, list(state_keys), list(action_keys))
     for group, dim in (("state", spec.state_dim), ("action", spec.action_dim)):
         if stats[group].q01.shape != (dim,):
-            raise IoSpecError(f"normalization.{group}: {meta} gives {stats[group].q01.shape[0]} values, "
-                              f"the spec needs {dim}")
+            raise IoSpecError(
+                f"normalization.{group}: {meta} gives {stats[group].q01.shape[0]} values, the spec needs {dim}"
+            )
     return dataclasses.replace(spec, state_stats=stats["state"], action_stats=stats["action"])
 
 
@@ -56,11 +56,12 @@ class InProcessBackend:
 
     def __init__(self, spec: IoSpec, pipeline: Any, model_id: str = "", seed: int | None = None) -> None:
         if spec.state_stats is None or spec.action_stats is None:
-            raise IoSpecError("normalization: the in-process backend needs state and action statistics "
-                              "(inline in the spec, or from the checkpoint's metadata.json)")
+            raise IoSpecError(
+                "normalization: the in-process backend needs state and action statistics "
+                "(inline in the spec, or from the checkpoint's metadata.json)"
+            )
         if pipeline.action_dim < spec.action_dim:
-            raise IoSpecError(f"action.names: {spec.action_dim} actions but the model outputs "
-                              f"{pipeline.action_dim}")
+            raise IoSpecError(f"action.names: {spec.action_dim} actions but the model outputs {pipeline.action_dim}")
         if pipeline.state_dim < spec.state_dim:
             raise IoSpecError(f"state: {spec.state_dim} values but the model takes {pipeline.state_dim}")
         self.spec = spec
@@ -75,8 +76,9 @@ class InProcessBackend:
     def from_preset(cls, spec: IoSpec, name: str, seed: int = 0, device: str = "cpu") -> InProcessBackend:
         from dreamzero_policy.model.pipeline import WorldActionPipeline
 
-        return cls(spec, WorldActionPipeline.from_preset(name, seed=seed, device=device),
-                   model_id=f"preset:{name}", seed=seed)
+        return cls(
+            spec, WorldActionPipeline.from_preset(name, seed=seed, device=device), model_id=f"preset:{name}", seed=seed
+        )
 
     @classmethod
     def from_pretrained(cls, spec: IoSpec, path: str | Path, **kwargs: Any) -> InProcessBackend:
@@ -102,8 +104,9 @@ class InProcessBackend:
         state = request_state(self.spec, obs)
         first = self._calls == 0
         n = self.pipeline.frames_first_call if first else self.pipeline.frames_per_call
-        frames = build_mosaic(self.spec, {k: _select_frames(v, n) for k, v in images.items()},
-                              tuple(self.pipeline.image_size))
+        frames = build_mosaic(
+            self.spec, {k: _select_frames(v, n) for k, v in images.items()}, tuple(self.pipeline.image_size)
+        )
         norm_state = np.zeros(self.pipeline.state_dim, dtype=np.float32)
         norm_state[: self.spec.state_dim] = normalize(state, self.spec.state_stats)
         t1 = time.perf_counter()

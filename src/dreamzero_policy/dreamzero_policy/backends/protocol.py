@@ -57,5 +57,7 @@ def response_to_result(resp: Any) -> dict[str, Any]:
         return {"actions": resp}
     if isinstance(resp, dict) and "actions" in resp:
         return resp
-    raise BackendError(f"unexpected infer response: {type(resp).__name__}"
-                       + (f" with keys {sorted(map(str, resp))}" if isinstance(resp, dict) else ""))
+    raise BackendError(
+        f"unexpected infer response: {type(resp).__name__}"
+        + (f" with keys {sorted(map(str, resp))}" if isinstance(resp, dict) else "")
+    )

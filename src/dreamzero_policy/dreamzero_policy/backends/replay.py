@@ -48,14 +48,20 @@ def read_action_chunks(bag: str | Path, topic: str = "/dreamzero/action_chunk") 
                 names = list(msg.names)
                 data = np.asarray(msg.data, dtype=np.float64)
                 if data.size != msg.horizon * len(names) or msg.horizon < 1:
-                    raise BackendError(f"replay: chunk {msg.chunk_id} has {data.size} values for "
-                                       f"horizon {msg.horizon} x {len(names)} names")
-                out.append({
-                    "stamp_ns": msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
-                    "names": names, "horizon": int(msg.horizon),
-                    "data": data.reshape(msg.horizon, len(names)),
-                    "session_id": msg.session_id, "chunk_id": int(msg.chunk_id),
-                })
+                    raise BackendError(
+                        f"replay: chunk {msg.chunk_id} has {data.size} values for "
+                        f"horizon {msg.horizon} x {len(names)} names"
+                    )
+                out.append(
+                    {
+                        "stamp_ns": msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
+                        "names": names,
+                        "horizon": int(msg.horizon),
+                        "data": data.reshape(msg.horizon, len(names)),
+                        "session_id": msg.session_id,
+                        "chunk_id": int(msg.chunk_id),
+                    }
+                )
     except BackendError:
         raise
     except Exception as exc:  # rosbags raises many reader-specific errors
@@ -68,8 +74,9 @@ def read_action_chunks(bag: str | Path, topic: str = "/dreamzero/action_chunk") 
 class ReplayBackend:
     """:class:`~dreamzero_policy.backends.base.PolicyBackend` that replays recorded chunks in order."""
 
-    def __init__(self, spec: IoSpec, bag: str | Path, topic: str = "/dreamzero/action_chunk",
-                 loop: bool = False) -> None:
+    def __init__(
+        self, spec: IoSpec, bag: str | Path, topic: str = "/dreamzero/action_chunk", loop: bool = False
+    ) -> None:
         self.spec = spec
         self.bag = Path(bag)
         self.loop = loop
@@ -82,8 +89,7 @@ class ReplayBackend:
         names = chunk["names"]
         missing = [n for n in self.spec.action_names if n not in names]
         if missing:
-            raise BackendError(f"replay: chunk {chunk['chunk_id']} lacks action columns {missing} "
-                               f"(has {names})")
+            raise BackendError(f"replay: chunk {chunk['chunk_id']} lacks action columns {missing} (has {names})")
         cols = [names.index(n) for n in self.spec.action_names]
         a = chunk["data"][:, cols].astype(np.float32)
         if not np.all(np.isfinite(a)):
@@ -111,9 +117,14 @@ class ReplayBackend:
         self._session = None
 
     def metadata(self) -> dict[str, Any]:
-        return {"backend": "replay", "model_id": f"replay:{self.bag.name}", "chunks": len(self._chunks),
-                "action_dim": self.spec.action_dim, "action_names": list(self.spec.action_names),
-                "action_horizon": int(self._chunks[0].shape[0])}
+        return {
+            "backend": "replay",
+            "model_id": f"replay:{self.bag.name}",
+            "chunks": len(self._chunks),
+            "action_dim": self.spec.action_dim,
+            "action_names": list(self.spec.action_names),
+            "action_horizon": int(self._chunks[0].shape[0]),
+        }
 
     def close(self) -> None:
         self._chunks = []

@@ -35,8 +35,14 @@ log = logging.getLogger(__name__)
 class PolicyServer:
     """Serve ``backend`` on ``host:port`` (port 0 = ephemeral; read ``.port`` after ``start``)."""
 
-    def __init__(self, backend: PolicyBackend, camera_keys: list[str], host: str = "127.0.0.1",
-                 port: int = 8000, response_format: str = "dict") -> None:
+    def __init__(
+        self,
+        backend: PolicyBackend,
+        camera_keys: list[str],
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        response_format: str = "dict",
+    ) -> None:
         if response_format not in ("dict", "array"):
             raise ValueError("response_format must be 'dict' or 'array'")
         self.backend = backend
@@ -45,7 +51,8 @@ class PolicyServer:
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._server = websockets.sync.server.serve(
-            self._handle, host, port, compression=None, max_size=None, ping_interval=60, ping_timeout=600)
+            self._handle, host, port, compression=None, max_size=None, ping_interval=60, ping_timeout=600
+        )
         self.host = host
         self.port = int(self._server.socket.getsockname()[1])
         self._thread: threading.Thread | None = None
@@ -149,8 +156,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port-file", type=Path, default=None, help="write the bound port here once listening")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--response-format", choices=("dict", "array"), default="dict",
-                        help="dict: {'actions': (H, D)} (openpi); array: bare (H, D) (official DreamZero)")
+    parser.add_argument(
+        "--response-format",
+        choices=("dict", "array"),
+        default="dict",
+        help="dict: {'actions': (H, D)} (openpi); array: bare (H, D) (official DreamZero)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,8 +178,13 @@ def run(args: argparse.Namespace) -> int:
             backend = InProcessBackend.from_pretrained(spec, args.checkpoint, device=args.device)
         else:
             backend = InProcessBackend.from_preset(spec, args.preset or "tiny", seed=args.seed, device=args.device)
-        server = PolicyServer(backend, [c.request_key for c in spec.cameras], host=args.host,
-                              port=args.port, response_format=args.response_format)
+        server = PolicyServer(
+            backend,
+            [c.request_key for c in spec.cameras],
+            host=args.host,
+            port=args.port,
+            response_format=args.response_format,
+        )
     except (DreamZeroError, OSError) as exc:
         print(f"dreamzero serve: {exc}", flush=True)
         return 1

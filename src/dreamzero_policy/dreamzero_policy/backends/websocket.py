@@ -27,10 +27,19 @@ log = logging.getLogger(__name__)
 class WebsocketBackend:
     """:class:`~dreamzero_policy.backends.base.PolicyBackend` over a websocket connection."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = 8000, *, action_dim: int | None = None,
-                 connect_timeout_s: float = 10.0, infer_timeout_s: float = 30.0,
-                 max_connect_attempts: int = 3, backoff_s: float = 0.5, api_key: str | None = None,
-                 connect_now: bool = True) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = 8000,
+        *,
+        action_dim: int | None = None,
+        connect_timeout_s: float = 10.0,
+        infer_timeout_s: float = 30.0,
+        max_connect_attempts: int = 3,
+        backoff_s: float = 0.5,
+        api_key: str | None = None,
+        connect_now: bool = True,
+    ) -> None:
         if max_connect_attempts < 1:
             raise ValueError("max_connect_attempts must be >= 1")
         uri = host if host.startswith(("ws://", "wss://")) else f"ws://{host}"
@@ -51,10 +60,14 @@ class WebsocketBackend:
 
     def _connect_once(self) -> None:
         conn = websockets.sync.client.connect(
-            self.uri, compression=None, max_size=None, open_timeout=self.connect_timeout_s,
+            self.uri,
+            compression=None,
+            max_size=None,
+            open_timeout=self.connect_timeout_s,
             additional_headers=self._headers,
             # The server may be busy for seconds inside one inference: be patient with pings.
-            ping_interval=60, ping_timeout=600,
+            ping_interval=60,
+            ping_timeout=600,
             legacy=True,  # a long-lived connection object, not a context manager
         )
         try:
@@ -85,10 +98,12 @@ class WebsocketBackend:
                 return self._conn
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                 last = exc
-                log.warning("connecting to %s failed (attempt %d/%d): %s", self.uri, attempt + 1,
-                            self.max_connect_attempts, exc)
-        raise BackendConnectionError(f"cannot reach policy server {self.uri} after "
-                                     f"{self.max_connect_attempts} attempts: {last}")
+                log.warning(
+                    "connecting to %s failed (attempt %d/%d): %s", self.uri, attempt + 1, self.max_connect_attempts, exc
+                )
+        raise BackendConnectionError(
+            f"cannot reach policy server {self.uri} after {self.max_connect_attempts} attempts: {last}"
+        )
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -134,8 +149,12 @@ class WebsocketBackend:
             raise BackendError(f"policy server reset failed: {reply[:2000]}")
 
     def metadata(self) -> dict[str, Any]:
-        return {**self.server_metadata, "backend": "websocket", "uri": self.uri,
-                "model_id": str(self.server_metadata.get("model_id", self.uri))}
+        return {
+            **self.server_metadata,
+            "backend": "websocket",
+            "uri": self.uri,
+            "model_id": str(self.server_metadata.get("model_id", self.uri)),
+        }
 
     def close(self) -> None:
         self._drop()

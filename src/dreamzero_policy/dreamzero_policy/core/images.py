@@ -106,9 +106,7 @@ def _raw_header(msg: Any) -> tuple[str, int, int, int, int]:
         )
     size = _payload_size(_field(msg, "data"))
     if size < step * height:
-        raise ImageDecodeError(
-            f"image data has {size} bytes, expected step*height = {step}*{height} = {step * height}"
-        )
+        raise ImageDecodeError(f"image data has {size} bytes, expected step*height = {step}*{height} = {step * height}")
     return key, height, width, step, row_bytes
 
 

@@ -113,8 +113,10 @@ def _status_dict(msg: Any) -> dict[str, Any]:
 
 def _diagnostic_values(msg: Any) -> dict[str, Any]:
     """DiagnosticStatus -> {key: int | str} plus level/message (the adapter's counters are ints)."""
-    out: dict[str, Any] = {"level": int(msg.level[0]) if isinstance(msg.level, bytes) else int(msg.level),
-                           "message": msg.message}
+    out: dict[str, Any] = {
+        "level": int(msg.level[0]) if isinstance(msg.level, bytes) else int(msg.level),
+        "message": msg.message,
+    }
     for kv in msg.values:
         try:
             out[kv.key] = int(kv.value)
@@ -150,8 +152,9 @@ def load_episode(path: Path, commanded_topic: str = COMMANDED) -> Episode:
             elif conn.topic == CHUNKS:
                 lat = msg.inference_latency.sec + msg.inference_latency.nanosec * 1e-9
                 step = msg.step_duration.sec + msg.step_duration.nanosec * 1e-9
-                chunk_rows.append((t, int(msg.chunk_id), msg.session_id, lat, step, int(msg.execute_horizon),
-                                   int(msg.horizon)))
+                chunk_rows.append(
+                    (t, int(msg.chunk_id), msg.session_id, lat, step, int(msg.execute_horizon), int(msg.horizon))
+                )
             elif conn.topic == STATUS:
                 status = _status_dict(msg)
                 if running_ns is None and status["state"] == "RUNNING":

@@ -35,21 +35,27 @@ DEFINITIONS = {
     "achieved_control_rate_hz": "adapter ~/commanded setpoints per second while chunks flowed",
     "controller_command_rate_hz": "trajectories sent to the controller per second while chunks flowed",
     "rejected_by_adapter": "chunks the adapter's safety checks refused (e.g. all steps already in the past); "
-                           "from its last ~/status",
+    "from its last ~/status",
     "dropped_chunks": "chunk ids (0, 1, ... per session) missing from the bag + chunks the policy reports "
-                      "published after the last recorded one",
+    "published after the last recorded one",
     "tracking_error_rad": "commanded - measured position, measured interpolated at commanded stamps",
-    "limit_violations": (f"measured and commanded positions beyond profile limits by > {POSITION_TOL_RAD} rad "
-                         "(commanded setpoints start from the measured state), measured speed > "
-                         f"(1 + {VELOCITY_TOL}) x velocity limit"),
+    "limit_violations": (
+        f"measured and commanded positions beyond profile limits by > {POSITION_TOL_RAD} rad "
+        "(commanded setpoints start from the measured state), measured speed > "
+        f"(1 + {VELOCITY_TOL}) x velocity limit"
+    ),
 }
 
 
 def _stats(x: np.ndarray) -> dict[str, float | None]:
     if x.size == 0:
         return {"mean": None, "p50": None, "p95": None, "max": None}
-    return {"mean": float(np.mean(x)), "p50": float(np.percentile(x, 50)),
-            "p95": float(np.percentile(x, 95)), "max": float(np.max(x))}
+    return {
+        "mean": float(np.mean(x)),
+        "p50": float(np.percentile(x, 50)),
+        "p95": float(np.percentile(x, 95)),
+        "max": float(np.max(x)),
+    }
 
 
 def _rate(times: np.ndarray, start: float, end: float) -> float | None:
@@ -60,8 +66,9 @@ def _rate(times: np.ndarray, start: float, end: float) -> float | None:
     return float(inside.size / span)
 
 
-def dropped_chunks(chunk_id: np.ndarray, session: list[str], published: int | None = None,
-                   status_session: str | None = None) -> int:
+def dropped_chunks(
+    chunk_id: np.ndarray, session: list[str], published: int | None = None, status_session: str | None = None
+) -> int:
     """Chunks missing from the recording.
 
     Ids start at 0 and are consecutive within a session (ActionChunk contract), so a session whose
@@ -94,13 +101,18 @@ def tracking(commanded: JointSeries, measured: JointSeries) -> dict[str, dict[st
         if not inside.any():
             continue
         err = c[inside] - np.interp(commanded.t[inside], measured.t[ok_m], m[ok_m])
-        out[name] = {"rms": float(np.sqrt(np.mean(err**2))), "mean_abs": float(np.mean(np.abs(err))),
-                     "max_abs": float(np.max(np.abs(err))), "samples": int(err.size)}
+        out[name] = {
+            "rms": float(np.sqrt(np.mean(err**2))),
+            "mean_abs": float(np.mean(np.abs(err))),
+            "max_abs": float(np.max(np.abs(err))),
+            "samples": int(err.size),
+        }
     return out
 
 
-def limit_violations(measured: JointSeries, commanded: JointSeries, limits: dict[str, tuple[float, float, float]]
-                     ) -> dict[str, Any]:
+def limit_violations(
+    measured: JointSeries, commanded: JointSeries, limits: dict[str, tuple[float, float, float]]
+) -> dict[str, Any]:
     """Count samples outside ``limits`` (name -> (lower, upper, max speed)); see the module docstring."""
     per_joint: dict[str, dict[str, int]] = {}
     worst_excess = 0.0
@@ -147,8 +159,11 @@ def compute(ep: Episode, limits: dict[str, tuple[float, float, float]]) -> dict[
     track = tracking(ep.commanded, ep.measured)
     rms_all = [v["rms"] for v in track.values()]
     return {
-        "episode": {"bag_duration_s": ep.duration_s, "topics": ep.topic_counts,
-                    "policy_running_after_s": ep.running_since_s},
+        "episode": {
+            "bag_duration_s": ep.duration_s,
+            "topics": ep.topic_counts,
+            "policy_running_after_s": ep.running_since_s,
+        },
         "chunks": {
             "received": len(ch),
             "sessions": len(set(ch.session)),
@@ -159,7 +174,8 @@ def compute(ep: Episode, limits: dict[str, tuple[float, float, float]]) -> dict[
             "execute_horizon": int(np.median(ch.execute_horizon)) if len(ch) else None,
             "horizon_s": float(np.median(ch.horizon * ch.step_s)) if len(ch) else None,
             "dropped": dropped_chunks(ch.chunk_id, ch.session, published, ep.last_status.get("session_id"))
-            if len(ch) else 0,
+            if len(ch)
+            else 0,
             "published_by_policy": published,
             "accepted_by_adapter": ep.adapter_status.get("accepted"),
             "rejected_by_adapter": ep.adapter_status.get("rejected"),

@@ -32,10 +32,12 @@ def state_name(state: int) -> str:
 class DemoMonitor:
     """Counts chunks / joint states, remembers the newest PolicyStatus, runs one RunTask goal."""
 
-    def __init__(self, context: Any, run_task_action: str, node_name: str = "demo_monitor",
-                 use_sim_time: bool = False) -> None:
-        self.node = Node(node_name, context=context,
-                         parameter_overrides=[Parameter("use_sim_time", value=bool(use_sim_time))])
+    def __init__(
+        self, context: Any, run_task_action: str, node_name: str = "demo_monitor", use_sim_time: bool = False
+    ) -> None:
+        self.node = Node(
+            node_name, context=context, parameter_overrides=[Parameter("use_sim_time", value=bool(use_sim_time))]
+        )
         self._lock = threading.Lock()
         self.status: PolicyStatus | None = None
         self.states_seen: set[str] = set()

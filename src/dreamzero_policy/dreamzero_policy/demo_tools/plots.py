@@ -80,8 +80,7 @@ def write_png(ep: Episode, report: dict[str, Any], limits: dict[str, tuple[float
     ax.set_title("tracking error RMS [rad]", fontsize=9)
     ax = flat[11]
     ax.axis("off")
-    ax.text(0.0, 1.0, "\n".join(summary_lines(report)), va="top", ha="left", fontsize=8, family="monospace",
-            wrap=True)
+    ax.text(0.0, 1.0, "\n".join(summary_lines(report)), va="top", ha="left", fontsize=8, family="monospace", wrap=True)
     fig.suptitle(f"dreamzero demo: {path.parent.name}", fontsize=11)
     fig.savefig(path, dpi=80)
     plt.close(fig)

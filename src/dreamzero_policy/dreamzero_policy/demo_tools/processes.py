@@ -46,8 +46,10 @@ def executable_path(spec: NodeSpec, install_dir: Path | None = None) -> Path:
         if exe.is_file() and os.access(exe, os.X_OK):
             return exe
     looked = ", ".join(str(p / "lib" / spec.package / spec.executable) for p in candidates)
-    raise FileNotFoundError(f"{spec.package}/{spec.executable} is not installed (looked in {looked}); "
-                            "run 'make build' (or 'make setup') first")
+    raise FileNotFoundError(
+        f"{spec.package}/{spec.executable} is not installed (looked in {looked}); "
+        "run 'make build' (or 'make setup') first"
+    )
 
 
 @dataclass
@@ -87,8 +89,14 @@ class ProcessGroup:
         with log_path.open("wb") as log:
             log.write(("$ " + " ".join(cmd) + "\n").encode())
             log.flush()
-            proc = subprocess.Popen([*wrapper, *cmd], stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+            proc = subprocess.Popen(
+                [*wrapper, *cmd],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
         child = Child(spec.name, cmd, log_path, proc)
         self.children.append(child)
         return child
@@ -110,8 +118,11 @@ class ProcessGroup:
         for c in reversed(self.children):
             if c.returncode is not None or c.process.poll() is not None:
                 continue
-            for sig, timeout in ((signal.SIGINT, sigint_timeout), (signal.SIGTERM, sigterm_timeout),
-                                 (signal.SIGKILL, 5.0)):
+            for sig, timeout in (
+                (signal.SIGINT, sigint_timeout),
+                (signal.SIGTERM, sigterm_timeout),
+                (signal.SIGKILL, 5.0),
+            ):
                 with contextlib.suppress(ProcessLookupError):
                     c.process.send_signal(sig)
                 c.stop_signal = sig.name

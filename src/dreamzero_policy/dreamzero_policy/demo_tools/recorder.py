@@ -84,9 +84,15 @@ class BagRecorder:
     subscriptions, drains the queue and finalises the MCAP index); the bag is unreadable before.
     """
 
-    def __init__(self, context: Any, path: Path, topics: tuple[str, ...] | list[str],
-                 discovery_period_s: float = 0.25, node_name: str = "demo_recorder",
-                 use_sim_time: bool = False) -> None:
+    def __init__(
+        self,
+        context: Any,
+        path: Path,
+        topics: tuple[str, ...] | list[str],
+        discovery_period_s: float = 0.25,
+        node_name: str = "demo_recorder",
+        use_sim_time: bool = False,
+    ) -> None:
         self.path = Path(path)
         if self.path.exists():
             raise FileExistsError(f"bag directory {self.path} already exists; choose a new output folder")
@@ -105,11 +111,13 @@ class BagRecorder:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._write_loop, name="bag-writer", daemon=True)
         self._thread.start()
-        self.node = Node(node_name, context=context,
-                         parameter_overrides=[Parameter("use_sim_time", value=bool(use_sim_time))])
+        self.node = Node(
+            node_name, context=context, parameter_overrides=[Parameter("use_sim_time", value=bool(use_sim_time))]
+        )
         # Discovery on the steady clock: topics appear before /clock does.
-        self._timer = self.node.create_timer(discovery_period_s, self.discover,
-                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._timer = self.node.create_timer(
+            discovery_period_s, self.discover, clock=Clock(clock_type=ClockType.STEADY_TIME)
+        )
 
     # ------------------------------------------------------------------ discovery / subscribing
     def discover(self) -> None:

@@ -30,8 +30,9 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
-def build_report(bag: Path, out_dir: Path, robot: str, run_info: dict[str, Any] | None = None,
-                 commanded_topic: str = COMMANDED) -> dict[str, Any]:
+def build_report(
+    bag: Path, out_dir: Path, robot: str, run_info: dict[str, Any] | None = None, commanded_topic: str = COMMANDED
+) -> dict[str, Any]:
     """Analyse ``bag``; write ``out_dir/report.json`` and ``out_dir/report.png``; return the report.
 
     ``commanded_topic``: the adapter's ``~/commanded`` (tracking and achieved control rate).

@@ -42,6 +42,7 @@ class DemoError(Exception):
 def say(text: str) -> None:
     print(f"==> [demo] {text}", flush=True)
 
+
 _PROGRESS_PERIOD_S = 5.0
 _BACKSTOP_FACTOR = 2.0  # the goal's own (wall-clock) time limit, in units of the episode's wall time
 
@@ -110,8 +111,9 @@ class DemoSession:
         dead = self.procs.dead()
         if dead:
             c = dead[0]
-            raise DemoError(stage, f"node {c.name} exited with code {c.returncode}; last lines of {c.log_path}:\n"
-                            f"{c.log_tail()}")
+            raise DemoError(
+                stage, f"node {c.name} exited with code {c.returncode}; last lines of {c.log_path}:\n{c.log_tail()}"
+            )
 
     def _wait_ready(self) -> None:
         assert self.monitor is not None
@@ -134,8 +136,10 @@ class DemoSession:
         assert self.monitor is not None
         mon, args, rtf = self.monitor, self.args, self.rtf
         wall_episode = args.duration / rtf
-        say(f"RunTask: '{args.instruction}' for {args.duration:.1f} s of sim time (realtime factor {rtf:g}: "
-            f"about {wall_episode:.0f} s of wall time)")
+        say(
+            f"RunTask: '{args.instruction}' for {args.duration:.1f} s of sim time (realtime factor {rtf:g}: "
+            f"about {wall_episode:.0f} s of wall time)"
+        )
         t_goal, sim_goal = time.monotonic(), mon.now_s()
         mon.send_goal(args.instruction, _BACKSTOP_FACTOR * wall_episode + 10.0)
         running_deadline = t_goal + args.running_timeout
@@ -156,17 +160,22 @@ class DemoSession:
                     raise DemoError("episode", f"policy never reached RUNNING: {mon.last_status_text()}")
             elif now > end_deadline:
                 mon.cancel_goal()
-                raise DemoError("episode", f"the episode did not reach {args.duration:.1f} s of sim time within "
-                                f"{end_deadline - t_goal:.0f} s (sim time {sim_elapsed:.1f} s: is the sim robot "
-                                "publishing /clock?)")
+                raise DemoError(
+                    "episode",
+                    f"the episode did not reach {args.duration:.1f} s of sim time within "
+                    f"{end_deadline - t_goal:.0f} s (sim time {sim_elapsed:.1f} s: is the sim robot "
+                    "publishing /clock?)",
+                )
             if not ended_by_demo and sim_elapsed >= args.duration:
                 ended_by_demo = True
                 self.timings["episode_sim_s"] = sim_elapsed
                 mon.cancel_goal()  # the result (canceled) follows
             if now >= next_progress:
                 chunks, _ = mon.counts()
-                say(f"t={now - t_goal:5.1f} s (sim {sim_elapsed:5.1f} s)  chunks={chunks}  "
-                    f"policy {mon.last_status_text()}")
+                say(
+                    f"t={now - t_goal:5.1f} s (sim {sim_elapsed:5.1f} s)  chunks={chunks}  "
+                    f"policy {mon.last_status_text()}"
+                )
                 next_progress += _PROGRESS_PERIOD_S
         self.timings["episode_s"] = time.monotonic() - t_goal
         self.timings.setdefault("episode_sim_s", mon.now_s() - sim_goal)
@@ -176,8 +185,12 @@ class DemoSession:
         success, message = bool(result.success), result.message
         if ended_by_demo and not success and message == "canceled":
             success, message = True, f"sim time limit reached ({args.duration:.1f} s)"
-        self.task = {"success": success, "message": message, "session_id": result.session_id,
-                     "chunks_published": int(result.chunks_published)}
+        self.task = {
+            "success": success,
+            "message": message,
+            "session_id": result.session_id,
+            "chunks_published": int(result.chunks_published),
+        }
         say(f"RunTask finished: success={success} ({message}), {result.chunks_published} chunks published")
         if not success:
             raise DemoError("episode", f"RunTask failed: {message} (policy {mon.last_status_text()})")
@@ -204,8 +217,10 @@ class DemoSession:
                 errors.append(f"ERROR [shutdown]: node {c.name} had exited by itself (code {c.returncode})")
             elif not c.clean:
                 how = f"exit code {c.returncode}" + (f" after {c.stop_signal}" if c.stop_signal else "")
-                errors.append(f"ERROR [shutdown]: node {c.name} did not stop cleanly ({how}); "
-                              f"last lines of {c.log_path}:\n{c.log_tail(8)}")
+                errors.append(
+                    f"ERROR [shutdown]: node {c.name} did not stop cleanly ({how}); "
+                    f"last lines of {c.log_path}:\n{c.log_tail(8)}"
+                )
         if self.executor is not None:
             self.executor.shutdown(timeout_sec=5.0)
         if self._thread is not None:
@@ -233,9 +248,22 @@ class DemoSession:
             "episode_s": self.timings.get("episode_s", 0.0),
             "task": self.task,
             "task_message": self.task.get("message", ""),
-            "nodes": [{"name": c.name, "returncode": c.returncode, "stop_signal": c.stop_signal, "clean": c.clean,
-                       "log": str(c.log_path.relative_to(self.out))} for c in self.procs.children],
-            "recording": None if rec is None else {
-                "messages": rec.messages, "missing_topics": rec.missing, "skipped_topics": rec.skipped,
-                "dropped_by_recorder": {t: s.dropped for t, s in rec.topics.items() if s.dropped}},
+            "nodes": [
+                {
+                    "name": c.name,
+                    "returncode": c.returncode,
+                    "stop_signal": c.stop_signal,
+                    "clean": c.clean,
+                    "log": str(c.log_path.relative_to(self.out)),
+                }
+                for c in self.procs.children
+            ],
+            "recording": None
+            if rec is None
+            else {
+                "messages": rec.messages,
+                "missing_topics": rec.missing,
+                "skipped_topics": rec.skipped,
+                "dropped_by_recorder": {t: s.dropped for t, s in rec.topics.items() if s.dropped},
+            },
         }

@@ -48,12 +48,13 @@ def _fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
     scale = min(width / img.shape[1], height / img.shape[0])
     w, h = max(1, int(img.shape[1] * scale)), max(1, int(img.shape[0] * scale))
     x, y = (width - w) // 2, (height - h) // 2
-    out[y:y + h, x:x + w] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    out[y : y + h, x : x + w] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
     return out
 
 
-def compose(cameras: list[tuple[str, np.ndarray | None]], predicted: np.ndarray | None, tile: tuple[int, int],
-            caption: str = "") -> np.ndarray:
+def compose(
+    cameras: list[tuple[str, np.ndarray | None]], predicted: np.ndarray | None, tile: tuple[int, int], caption: str = ""
+) -> np.ndarray:
     """One output frame (H = 2 * tile height, W = n_cameras * tile width), uint8 RGB."""
     tw, th = tile
     row = []
@@ -66,13 +67,20 @@ def compose(cameras: list[tuple[str, np.ndarray | None]], predicted: np.ndarray 
     _label(bottom, "model prediction" if predicted is not None else "model prediction: none yet")
     frame = np.vstack([np.hstack(row), bottom])
     if caption:
-        cv2.putText(frame, caption, (6, frame.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            frame, caption, (6, frame.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1, cv2.LINE_AA
+        )
     return frame
 
 
-def write_video(bag_path: Path, out: Path, camera_topics: list[str], predicted_topic: str, fps: float = 10.0,
-                tile: tuple[int, int] = (320, 240)) -> VideoSummary:
+def write_video(
+    bag_path: Path,
+    out: Path,
+    camera_topics: list[str],
+    predicted_topic: str,
+    fps: float = 10.0,
+    tile: tuple[int, int] = (320, 240),
+) -> VideoSummary:
     """Render ``out`` (mp4, H.264) from the bag; raises ValueError when no camera image was recorded."""
     names = [t.strip("/").split("/")[-2] if t.count("/") >= 2 else t for t in camera_topics]
     latest: dict[str, np.ndarray | None] = dict.fromkeys(camera_topics)
@@ -106,5 +114,11 @@ def write_video(bag_path: Path, out: Path, camera_topics: list[str], predicted_t
     except BaseException:
         writer.abort()
         raise
-    return VideoSummary(out, writer.frames, fps, (tile[0] * len(camera_topics), tile[1] * 2),
-                        {t: counts[t] for t in camera_topics}, counts[predicted_topic])
+    return VideoSummary(
+        out,
+        writer.frames,
+        fps,
+        (tile[0] * len(camera_topics), tile[1] * 2),
+        {t: counts[t] for t in camera_topics},
+        counts[predicted_topic],
+    )

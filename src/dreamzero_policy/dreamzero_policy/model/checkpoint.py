@@ -39,9 +39,7 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
         if not isinstance(got, torch.Tensor):
             raise CheckpointError(f"tensor {name!r} is a {type(got).__name__}, not a tensor")
         if tuple(got.shape) != tuple(ref.shape):
-            raise CheckpointError(
-                f"tensor {name!r} has shape {tuple(got.shape)}, the model expects {tuple(ref.shape)}"
-            )
+            raise CheckpointError(f"tensor {name!r} has shape {tuple(got.shape)}, the model expects {tuple(ref.shape)}")
         if got.is_floating_point() and got.device.type != "meta" and not bool(torch.isfinite(got).all()):
             raise CheckpointError(f"tensor {name!r} holds non-finite values (corrupt checkpoint?)")
     for name in state_dict:
@@ -51,8 +49,9 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, torch.Ten
     model.load_state_dict(dict(state_dict), strict=True, assign=assign)
 
 
-def save_component(state_dict: Mapping[str, torch.Tensor], folder: Path, name: str,
-                   max_shard_bytes: int = 4 << 30) -> None:
+def save_component(
+    state_dict: Mapping[str, torch.Tensor], folder: Path, name: str, max_shard_bytes: int = 4 << 30
+) -> None:
     """Write ``name`` as one safetensors file, or as shards + ``name.index.json`` above ``max_shard_bytes``."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}

@@ -100,7 +100,7 @@ def convert_official_state_dict(
     for key, tensor in state_dict.items():
         if not key.startswith(prefix):
             continue
-        ours, tf = official_to_ours(key[len(prefix):])
+        ours, tf = official_to_ours(key[len(prefix) :])
         if ours in out:
             raise CheckpointError(f"official tensor {key!r} maps to {ours!r}, which another tensor already filled")
         try:
@@ -112,7 +112,8 @@ def convert_official_state_dict(
     return out
 
 
-def load_official_dit(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
-                      prefix: str = OFFICIAL_DIT_PREFIX, assign: bool = False) -> None:
+def load_official_dit(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], prefix: str = OFFICIAL_DIT_PREFIX, assign: bool = False
+) -> None:
     """Convert and load strictly; a missing, unexpected or mis-shaped tensor raises ``CheckpointError`` naming it."""
     load_state_dict_checked(model, convert_official_state_dict(state_dict, prefix), assign=assign)

@@ -54,39 +54,47 @@ _TRANSFORMS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
 
 _T5 = r"blocks\.(\d+)\."
 _T5_OUT = "encoder.block.\\1.layer."
-TEXT_ENCODER_TABLE = _rules([
-    (r"token_embedding\.weight", ("shared.weight",), "copy"),
-    (_T5 + r"norm1\.weight", (_T5_OUT + "0.layer_norm.weight",), "copy"),
-    (_T5 + r"attn\.([qkvo])\.weight", (_T5_OUT + "0.SelfAttention.\\2.weight",), "copy"),
-    (_T5 + r"pos_embedding\.embedding\.weight", (_T5_OUT + "0.SelfAttention.relative_attention_bias.weight",), "copy"),
-    (_T5 + r"norm2\.weight", (_T5_OUT + "1.layer_norm.weight",), "copy"),
-    # official gated FFN: fc2(fc1(x) * gelu(gate(x))); HF: wo(gelu(wi_0(x)) * wi_1(x))
-    (_T5 + r"ffn\.gate\.0\.weight", (_T5_OUT + "1.DenseReluDense.wi_0.weight",), "copy"),
-    (_T5 + r"ffn\.fc1\.weight", (_T5_OUT + "1.DenseReluDense.wi_1.weight",), "copy"),
-    (_T5 + r"ffn\.fc2\.weight", (_T5_OUT + "1.DenseReluDense.wo.weight",), "copy"),
-    (r"norm\.weight", ("encoder.final_layer_norm.weight",), "copy"),
-])
+TEXT_ENCODER_TABLE = _rules(
+    [
+        (r"token_embedding\.weight", ("shared.weight",), "copy"),
+        (_T5 + r"norm1\.weight", (_T5_OUT + "0.layer_norm.weight",), "copy"),
+        (_T5 + r"attn\.([qkvo])\.weight", (_T5_OUT + "0.SelfAttention.\\2.weight",), "copy"),
+        (
+            _T5 + r"pos_embedding\.embedding\.weight",
+            (_T5_OUT + "0.SelfAttention.relative_attention_bias.weight",),
+            "copy",
+        ),
+        (_T5 + r"norm2\.weight", (_T5_OUT + "1.layer_norm.weight",), "copy"),
+        # official gated FFN: fc2(fc1(x) * gelu(gate(x))); HF: wo(gelu(wi_0(x)) * wi_1(x))
+        (_T5 + r"ffn\.gate\.0\.weight", (_T5_OUT + "1.DenseReluDense.wi_0.weight",), "copy"),
+        (_T5 + r"ffn\.fc1\.weight", (_T5_OUT + "1.DenseReluDense.wi_1.weight",), "copy"),
+        (_T5 + r"ffn\.fc2\.weight", (_T5_OUT + "1.DenseReluDense.wo.weight",), "copy"),
+        (r"norm\.weight", ("encoder.final_layer_norm.weight",), "copy"),
+    ]
+)
 _TIED_TEXT = {"shared.weight": "encoder.embed_tokens.weight"}  # HF ties these; official stores one table
 
 _V = r"visual\.transformer\.(\d+)\."
 _V_OUT = "encoder.layers.\\1."
-IMAGE_ENCODER_TABLE = _rules([
-    (r"visual\.patch_embedding\.weight", ("embeddings.patch_embedding.weight",), "copy"),
-    (r"visual\.cls_embedding", ("embeddings.class_embedding",), "flatten"),
-    (r"visual\.pos_embedding", ("embeddings.position_embedding.weight",), "squeeze0"),
-    (r"visual\.pre_norm\.(weight|bias)", ("pre_layrnorm.\\1",), "copy"),
-    (r"visual\.post_norm\.(weight|bias)", ("post_layernorm.\\1",), "copy"),
-    (_V + r"norm([12])\.(weight|bias)", (_V_OUT + "layer_norm\\2.\\3",), "copy"),
-    (_V + r"attn\.to_qkv\.(weight|bias)",
-     tuple(_V_OUT + f"self_attn.{p}_proj.\\2" for p in "qkv"), "split_qkv"),
-    (_V + r"attn\.proj\.(weight|bias)", (_V_OUT + "self_attn.out_proj.\\2",), "copy"),
-    (_V + r"mlp\.0\.(weight|bias)", (_V_OUT + "mlp.fc1.\\2",), "copy"),
-    (_V + r"mlp\.2\.(weight|bias)", (_V_OUT + "mlp.fc2.\\2",), "copy"),
-])
+IMAGE_ENCODER_TABLE = _rules(
+    [
+        (r"visual\.patch_embedding\.weight", ("embeddings.patch_embedding.weight",), "copy"),
+        (r"visual\.cls_embedding", ("embeddings.class_embedding",), "flatten"),
+        (r"visual\.pos_embedding", ("embeddings.position_embedding.weight",), "squeeze0"),
+        (r"visual\.pre_norm\.(weight|bias)", ("pre_layrnorm.\\1",), "copy"),
+        (r"visual\.post_norm\.(weight|bias)", ("post_layernorm.\\1",), "copy"),
+        (_V + r"norm([12])\.(weight|bias)", (_V_OUT + "layer_norm\\2.\\3",), "copy"),
+        (_V + r"attn\.to_qkv\.(weight|bias)", tuple(_V_OUT + f"self_attn.{p}_proj.\\2" for p in "qkv"), "split_qkv"),
+        (_V + r"attn\.proj\.(weight|bias)", (_V_OUT + "self_attn.out_proj.\\2",), "copy"),
+        (_V + r"mlp\.0\.(weight|bias)", (_V_OUT + "mlp.fc1.\\2",), "copy"),
+        (_V + r"mlp\.2\.(weight|bias)", (_V_OUT + "mlp.fc2.\\2",), "copy"),
+    ]
+)
 
 
-def _apply(sd: Mapping[str, torch.Tensor], rules: list[Rule], what: str,
-           drop: Iterable[str] = ()) -> tuple[dict[str, torch.Tensor], list[str]]:
+def _apply(
+    sd: Mapping[str, torch.Tensor], rules: list[Rule], what: str, drop: Iterable[str] = ()
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     out: dict[str, torch.Tensor] = {}
     dropped: list[str] = []
     drop = set(drop)
@@ -115,22 +123,33 @@ def convert_text_encoder(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
-def convert_image_encoder(sd: Mapping[str, torch.Tensor], prefix: str = "",
-                          ) -> tuple[dict[str, torch.Tensor], list[str]]:
+def convert_image_encoder(
+    sd: Mapping[str, torch.Tensor],
+    prefix: str = "",
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Official CLIP names (without ``action_head.image_encoder.model.``) -> ``CLIPVisionModel`` names under
     ``prefix`` (e.g. ``"vision_model."`` where transformers keeps it). Returns (converted, dropped official keys)."""
     out, dropped = _apply(sd, IMAGE_ENCODER_TABLE, "image encoder", drop=DROPPED_IMAGE_ENCODER_TENSORS)
     return {prefix + k: v for k, v in out.items()}, dropped
 
 
-_RESNET = [(r"residual\.0\.gamma", "norm1.gamma"), (r"residual\.2\.(weight|bias)", "conv1.\\1"),
-           (r"residual\.3\.gamma", "norm2.gamma"), (r"residual\.6\.(weight|bias)", "conv2.\\1"),
-           (r"shortcut\.(weight|bias)", "conv_shortcut.\\1")]
+_RESNET = [
+    (r"residual\.0\.gamma", "norm1.gamma"),
+    (r"residual\.2\.(weight|bias)", "conv1.\\1"),
+    (r"residual\.3\.gamma", "norm2.gamma"),
+    (r"residual\.6\.(weight|bias)", "conv2.\\1"),
+    (r"shortcut\.(weight|bias)", "conv_shortcut.\\1"),
+]
 _RESAMPLE = re.compile(r"(resample\.1|time_conv)\.(weight|bias)\Z")
 _ATTN = re.compile(r"(norm\.gamma|to_qkv\.(weight|bias)|proj\.(weight|bias))\Z")
-_VAE_FIXED = {"conv1": "quant_conv", "conv2": "post_quant_conv", "encoder.conv1": "encoder.conv_in",
-              "decoder.conv1": "decoder.conv_in", "encoder.head.2": "encoder.conv_out",
-              "decoder.head.2": "decoder.conv_out"}
+_VAE_FIXED = {
+    "conv1": "quant_conv",
+    "conv2": "post_quant_conv",
+    "encoder.conv1": "encoder.conv_in",
+    "decoder.conv1": "decoder.conv_in",
+    "encoder.head.2": "encoder.conv_out",
+    "decoder.head.2": "decoder.conv_out",
+}
 
 
 def _resnet_leaf(rest: str) -> str | None:
@@ -184,8 +203,9 @@ def convert_vae(sd: Mapping[str, torch.Tensor], num_res_blocks: int, residual: b
     for key, tensor in sd.items():
         ours = _vae_key(key, num_res_blocks, residual)
         if ours is None:
-            raise CheckpointError(f"unexpected official VAE tensor {key!r}: no rule maps it "
-                                  f"({'Wan2.2' if residual else 'Wan2.1'} layout)")
+            raise CheckpointError(
+                f"unexpected official VAE tensor {key!r}: no rule maps it ({'Wan2.2' if residual else 'Wan2.1'} layout)"
+            )
         if ours in out:
             raise CheckpointError(f"official VAE tensor {key!r} maps to {ours!r}, already filled")
         out[ours] = tensor

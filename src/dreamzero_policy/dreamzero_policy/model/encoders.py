@@ -33,16 +33,104 @@ __all__ = [
 # Wan2.2 (48-channel) VAE latent normalisation constants (plain attributes of the official VAE, not in any
 # state dict; the Wan2.1 16-channel ones are diffusers' AutoencoderKLWan defaults).
 WAN22_LATENTS_MEAN = (
-    -0.2289, -0.0052, -0.1323, -0.2339, -0.2799, 0.0174, 0.1838, 0.1557, -0.1382, 0.0542, 0.2813, 0.0891,
-    0.1570, -0.0098, 0.0375, -0.1825, -0.2246, -0.1207, -0.0698, 0.5109, 0.2665, -0.2108, -0.2158, 0.2502,
-    -0.2055, -0.0322, 0.1109, 0.1567, -0.0729, 0.0899, -0.2799, -0.1230, -0.0313, -0.1649, 0.0117, 0.0723,
-    -0.2839, -0.2083, -0.0520, 0.3748, 0.0152, 0.1957, 0.1433, -0.2944, 0.3573, -0.0548, -0.1681, -0.0667,
+    -0.2289,
+    -0.0052,
+    -0.1323,
+    -0.2339,
+    -0.2799,
+    0.0174,
+    0.1838,
+    0.1557,
+    -0.1382,
+    0.0542,
+    0.2813,
+    0.0891,
+    0.1570,
+    -0.0098,
+    0.0375,
+    -0.1825,
+    -0.2246,
+    -0.1207,
+    -0.0698,
+    0.5109,
+    0.2665,
+    -0.2108,
+    -0.2158,
+    0.2502,
+    -0.2055,
+    -0.0322,
+    0.1109,
+    0.1567,
+    -0.0729,
+    0.0899,
+    -0.2799,
+    -0.1230,
+    -0.0313,
+    -0.1649,
+    0.0117,
+    0.0723,
+    -0.2839,
+    -0.2083,
+    -0.0520,
+    0.3748,
+    0.0152,
+    0.1957,
+    0.1433,
+    -0.2944,
+    0.3573,
+    -0.0548,
+    -0.1681,
+    -0.0667,
 )
 WAN22_LATENTS_STD = (
-    0.4765, 1.0364, 0.4514, 1.1677, 0.5313, 0.4990, 0.4818, 0.5013, 0.8158, 1.0344, 0.5894, 1.0901,
-    0.6885, 0.6165, 0.8454, 0.4978, 0.5759, 0.3523, 0.7135, 0.6804, 0.5833, 1.4146, 0.8986, 0.5659,
-    0.7069, 0.5338, 0.4889, 0.4917, 0.4069, 0.4999, 0.6866, 0.4093, 0.5709, 0.6065, 0.6415, 0.4944,
-    0.5726, 1.2042, 0.5458, 1.6887, 0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744,
+    0.4765,
+    1.0364,
+    0.4514,
+    1.1677,
+    0.5313,
+    0.4990,
+    0.4818,
+    0.5013,
+    0.8158,
+    1.0344,
+    0.5894,
+    1.0901,
+    0.6885,
+    0.6165,
+    0.8454,
+    0.4978,
+    0.5759,
+    0.3523,
+    0.7135,
+    0.6804,
+    0.5833,
+    1.4146,
+    0.8986,
+    0.5659,
+    0.7069,
+    0.5338,
+    0.4889,
+    0.4917,
+    0.4069,
+    0.4999,
+    0.6866,
+    0.4093,
+    0.5709,
+    0.6065,
+    0.6415,
+    0.4944,
+    0.5726,
+    1.2042,
+    0.5458,
+    1.6887,
+    0.3971,
+    1.0600,
+    0.3943,
+    0.5537,
+    0.5444,
+    0.4089,
+    0.7468,
+    0.7744,
 )
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -74,32 +162,55 @@ class ByteTokenizer:
 
 def build_text_encoder(cfg: DreamZeroConfig) -> UMT5EncoderModel:
     e = cfg.encoders
-    conf = UMT5Config(vocab_size=e.text_vocab_size, d_model=cfg.text_dim, d_kv=e.text_d_kv, d_ff=e.text_d_ff,
-                      num_layers=e.text_layers, num_heads=e.text_heads,
-                      relative_attention_num_buckets=e.text_rel_buckets,
-                      dropout_rate=0.0, feed_forward_proj="gated-gelu", is_encoder_decoder=False)
+    conf = UMT5Config(
+        vocab_size=e.text_vocab_size,
+        d_model=cfg.text_dim,
+        d_kv=e.text_d_kv,
+        d_ff=e.text_d_ff,
+        num_layers=e.text_layers,
+        num_heads=e.text_heads,
+        relative_attention_num_buckets=e.text_rel_buckets,
+        dropout_rate=0.0,
+        feed_forward_proj="gated-gelu",
+        is_encoder_decoder=False,
+    )
     return UMT5EncoderModel(conf).eval()
 
 
 def build_image_encoder(cfg: DreamZeroConfig) -> CLIPVisionModel:
     e = cfg.encoders
-    conf = CLIPVisionConfig(hidden_size=cfg.clip_dim, intermediate_size=e.clip_intermediate,
-                            num_hidden_layers=e.clip_layers, num_attention_heads=e.clip_heads,
-                            image_size=e.clip_image_size, patch_size=e.clip_patch_size, hidden_act="gelu")
+    conf = CLIPVisionConfig(
+        hidden_size=cfg.clip_dim,
+        intermediate_size=e.clip_intermediate,
+        num_hidden_layers=e.clip_layers,
+        num_attention_heads=e.clip_heads,
+        image_size=e.clip_image_size,
+        patch_size=e.clip_patch_size,
+        hidden_act="gelu",
+    )
     tokens = (e.clip_image_size // e.clip_patch_size) ** 2 + 1
     if tokens != cfg.clip_tokens:
-        raise ValueError(f"CLIP {e.clip_image_size}px / patch {e.clip_patch_size} gives {tokens} tokens, "
-                         f"the DiT expects {cfg.clip_tokens}")
+        raise ValueError(
+            f"CLIP {e.clip_image_size}px / patch {e.clip_patch_size} gives {tokens} tokens, "
+            f"the DiT expects {cfg.clip_tokens}"
+        )
     return CLIPVisionModel(conf).eval()
 
 
 def build_vae(cfg: DreamZeroConfig) -> AutoencoderKLWan:
     e = cfg.encoders
-    kwargs = dict(base_dim=e.vae_base_dim, decoder_base_dim=e.vae_decoder_base_dim, z_dim=cfg.out_dim,
-                  num_res_blocks=e.vae_num_res_blocks, is_residual=e.vae_is_residual, patch_size=e.vae_patch_size,
-                  scale_factor_spatial=e.vae_spatial_factor, scale_factor_temporal=e.vae_temporal_factor)
+    kwargs = dict(
+        base_dim=e.vae_base_dim,
+        decoder_base_dim=e.vae_decoder_base_dim,
+        z_dim=cfg.out_dim,
+        num_res_blocks=e.vae_num_res_blocks,
+        is_residual=e.vae_is_residual,
+        patch_size=e.vae_patch_size,
+        scale_factor_spatial=e.vae_spatial_factor,
+        scale_factor_temporal=e.vae_temporal_factor,
+    )
     if e.vae_patch_size:  # Wan2.2: pixel-unshuffle by p before the encoder, so RGB enters as 3*p*p channels
-        kwargs.update(in_channels=3 * e.vae_patch_size ** 2, out_channels=3 * e.vae_patch_size ** 2)
+        kwargs.update(in_channels=3 * e.vae_patch_size**2, out_channels=3 * e.vae_patch_size**2)
     if cfg.out_dim == 48 and e.vae_is_residual:  # the real Wan2.2 VAE (dreamzero-5b)
         kwargs.update(latents_mean=list(WAN22_LATENTS_MEAN), latents_std=list(WAN22_LATENTS_STD))
     elif cfg.out_dim != 16:  # the default normalisation constants are Wan2.1's 16 channels

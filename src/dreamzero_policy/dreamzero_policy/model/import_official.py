@@ -118,13 +118,23 @@ def merge_lora(state_dict: Mapping[str, torch.Tensor], scaling: float = 1.0) -> 
             raise CheckpointError(f"LoRA tensor {only!r} has no lora_{'B' if 'A' in pair else 'A'} partner")
         (a_key, a), (b_key, b) = pair["A"], pair["B"]
         if target not in plain:
-            raise CheckpointError(f"LoRA tensor {a_key!r}: base weight {target!r} missing "
-                                  "(a LoRA-only checkpoint needs its base checkpoint: pass base=...)")
+            raise CheckpointError(
+                f"LoRA tensor {a_key!r}: base weight {target!r} missing "
+                "(a LoRA-only checkpoint needs its base checkpoint: pass base=...)"
+            )
         w = plain[target]
-        if a.ndim != 2 or b.ndim != 2 or w.ndim != 2 or a.shape[0] != b.shape[1] \
-                or a.shape[1] != w.shape[1] or b.shape[0] != w.shape[0]:
-            raise CheckpointError(f"LoRA pair {a_key!r} {tuple(a.shape)} / {b_key!r} {tuple(b.shape)} does not fit "
-                                  f"base {target!r} {tuple(w.shape)} (expected A [r, in], B [out, r])")
+        if (
+            a.ndim != 2
+            or b.ndim != 2
+            or w.ndim != 2
+            or a.shape[0] != b.shape[1]
+            or a.shape[1] != w.shape[1]
+            or b.shape[0] != w.shape[0]
+        ):
+            raise CheckpointError(
+                f"LoRA pair {a_key!r} {tuple(a.shape)} / {b_key!r} {tuple(b.shape)} does not fit "
+                f"base {target!r} {tuple(w.shape)} (expected A [r, in], B [out, r])"
+            )
         delta = b.to(torch.float32) @ a.to(torch.float32)  # float32 product: bf16 checkpoints lose less precision
         plain[target] = (w.to(torch.float32) + scaling * delta).to(w.dtype)
     return plain, len(lora)
@@ -132,13 +142,14 @@ def merge_lora(state_dict: Mapping[str, torch.Tensor], scaling: float = 1.0) -> 
 
 # --- splitting and loading ---------------------------------------------------------------------------------
 
+
 def split_components(state_dict: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
     """Official names -> {component: {name without its prefix: tensor}}; a key outside every prefix is an error."""
     parts: dict[str, dict[str, torch.Tensor]] = {name: {} for name in COMPONENT_PREFIXES}
     for key, tensor in state_dict.items():
         for name, prefix in COMPONENT_PREFIXES.items():
             if key.startswith(prefix):
-                parts[name][key[len(prefix):]] = tensor
+                parts[name][key[len(prefix) :]] = tensor
                 break
         else:
             prefixes = list(COMPONENT_PREFIXES.values())
@@ -161,10 +172,16 @@ def _image_prefix(model: nn.Module) -> str:
     return "vision_model." if any(k.startswith("vision_model.") for k in model.state_dict()) else ""
 
 
-def load_official_state_dict(state_dict: Mapping[str, torch.Tensor], *, dit: nn.Module | None = None,
-                             text_encoder: nn.Module | None = None, image_encoder: nn.Module | None = None,
-                             vae: nn.Module | None = None, skip: Iterable[str] = (), assign: bool = False,
-                             ) -> ImportReport:
+def load_official_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    dit: nn.Module | None = None,
+    text_encoder: nn.Module | None = None,
+    image_encoder: nn.Module | None = None,
+    vae: nn.Module | None = None,
+    skip: Iterable[str] = (),
+    assign: bool = False,
+) -> ImportReport:
     """Load official tensors (LoRA already merged, see ``merge_lora``) strictly into our modules.
 
     Every component present in ``state_dict`` must be loaded into a given module or named in ``skip``; every
@@ -182,8 +199,10 @@ def load_official_state_dict(state_dict: Mapping[str, torch.Tensor], *, dit: nn.
     for name in parts:
         if modules[name] is None and name not in skip:
             first = next(iter(parts[name]))
-            raise CheckpointError(f"official tensor {COMPONENT_PREFIXES[name] + first!r} would be left over: "
-                                  f"pass a {name} module or skip=({name!r},)")
+            raise CheckpointError(
+                f"official tensor {COMPONENT_PREFIXES[name] + first!r} would be left over: "
+                f"pass a {name} module or skip=({name!r},)"
+            )
     loaded: dict[str, int] = {}
     dropped: list[str] = []
     for name, module in modules.items():
@@ -215,6 +234,7 @@ def load_official_state_dict(state_dict: Mapping[str, torch.Tensor], *, dit: nn.
 
 
 # --- files: weights, config, metadata ------------------------------------------------------------------------
+
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
@@ -359,13 +379,16 @@ def parse_official_metadata(data_or_path: str | Path | Mapping[str, Any]) -> dic
             raise CheckpointError(f"metadata {tag}: missing 'statistics'")
         modalities = entry.get("modalities", {})
         out[str(tag)] = EmbodimentStats(
-            tag=str(tag), state=_group(stats.get("state"), f"{tag}.statistics.state"),
+            tag=str(tag),
+            state=_group(stats.get("state"), f"{tag}.statistics.state"),
             action=_group(stats.get("action"), f"{tag}.statistics.action"),
-            modalities=_strip_hydra(modalities, "", []) if isinstance(modalities, dict) else {})
+            modalities=_strip_hydra(modalities, "", []) if isinstance(modalities, dict) else {},
+        )
     return out
 
 
 # --- whole checkpoint folder -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class OfficialCheckpoint:
@@ -383,8 +406,12 @@ class OfficialCheckpoint:
         return load_official_state_dict(self.state_dict, **modules)
 
 
-def load_official_checkpoint(folder: str | Path, base: str | Path | Mapping[str, torch.Tensor] | None = None,
-                             lora_scaling: float = 1.0, base_prefix: str = "") -> OfficialCheckpoint:
+def load_official_checkpoint(
+    folder: str | Path,
+    base: str | Path | Mapping[str, torch.Tensor] | None = None,
+    lora_scaling: float = 1.0,
+    base_prefix: str = "",
+) -> OfficialCheckpoint:
     """Read an official checkpoint folder (weights, ``config.json``, ``experiment_cfg/metadata.json``).
 
     ``base`` (a safetensors folder/file or a state dict) is laid under the checkpoint's tensors first, for
@@ -405,5 +432,6 @@ def load_official_checkpoint(folder: str | Path, base: str | Path | Mapping[str,
         config, ignored = read_official_config(cfg_path)
     meta_path = folder / "experiment_cfg" / "metadata.json" if folder.is_dir() else None
     metadata = parse_official_metadata(meta_path) if meta_path is not None and meta_path.is_file() else {}
-    return OfficialCheckpoint(state_dict=merged, config=config, ignored_config_keys=tuple(ignored),
-                              metadata=metadata, lora_merged=n)
+    return OfficialCheckpoint(
+        state_dict=merged, config=config, ignored_config_keys=tuple(ignored), metadata=metadata, lora_merged=n
+    )

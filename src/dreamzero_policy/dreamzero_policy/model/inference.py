@@ -112,8 +112,11 @@ class WorldActionModel:
         self._pending_slot: int | None = None
 
     def set_conditioning(
-        self, context: torch.Tensor, negative_context: torch.Tensor | None,
-        clip_feature: torch.Tensor | None, y: torch.Tensor | None,
+        self,
+        context: torch.Tensor,
+        negative_context: torch.Tensor | None,
+        clip_feature: torch.Tensor | None,
+        y: torch.Tensor | None,
     ) -> None:
         """Session-constant conditioning: text contexts [1, text_len, text_dim] (prompt, negative prompt), CLIP
         tokens [1, clip_tokens, clip_dim], y [1, 4+C, F_session, H, W] (mask + first-frame latent; None for 5B).
@@ -146,15 +149,23 @@ class WorldActionModel:
             raise SessionError(
                 f"latent frames {start}..{start + n - 1} are past the session's y ({self._y.shape[2]} frames)"
             )
-        return self._y[:, :, start:start + n].expand(self._batch, -1, -1, -1, -1)
+        return self._y[:, :, start : start + n].expand(self._batch, -1, -1, -1, -1)
 
     def _write(self, latents: torch.Tensor, start: int) -> None:
         assert self.cache is not None and self._cross is not None
         x = latents.to(self.device, self.dtype).expand(self._batch, -1, -1, -1, -1)
         t = torch.zeros(self._batch, x.shape[2], device=self.device)
         with torch.inference_mode():
-            self.dit.forward_cached(x, t, self._cross, self.cache, start, y=self._y_slice(start, x.shape[2]),
-                                    update_cache=True, need_output=False)
+            self.dit.forward_cached(
+                x,
+                t,
+                self._cross,
+                self.cache,
+                start,
+                y=self._y_slice(start, x.shape[2]),
+                update_cache=True,
+                need_output=False,
+            )
 
     def prefill(self, first_latent: torch.Tensor) -> None:
         """Start a session: cache the observed frame-0 latent [1, C, 1, H, W] (t = 0, latent index 0)."""
@@ -225,8 +236,15 @@ class WorldActionModel:
                     t = torch.full((nb, nfpb), float(self.timesteps[i]), device=dev)
                     ta = torch.full((nb, cfg.num_action_per_block), float(self.timesteps[i]), device=dev)
                     v, a = self.dit.forward_cached(
-                        xv.expand(nb, -1, -1, -1, -1), t, self._cross, self.cache, start, y=y,
-                        action=xa.expand(nb, -1, -1), timestep_action=ta, state=st,
+                        xv.expand(nb, -1, -1, -1, -1),
+                        t,
+                        self._cross,
+                        self.cache,
+                        start,
+                        y=y,
+                        action=xa.expand(nb, -1, -1),
+                        timestep_action=ta,
+                        state=st,
                     )
                     assert a is not None
                     vel_v = v[1:2] + self.cfg_scale * (v[0:1] - v[1:2]) if self.uses_cfg else v

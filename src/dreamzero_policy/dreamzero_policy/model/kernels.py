@@ -44,6 +44,7 @@ def use_onednn(enabled: bool) -> Iterator[None]:
     finally:
         _ENABLED = before
 
+
 # Below this many multiply-adds oneDNN's per-call overhead (~30 us) outweighs its faster kernel (the `tiny` preset)
 _MIN_MACS = 1 << 22
 # id(weight) -> (weak ref to the weight, its version when packed, packed copy); entries die with their weight
@@ -66,8 +67,14 @@ def _packed(weight: torch.Tensor, rows: int) -> torch.Tensor:
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, gelu_tanh: bool = False) -> torch.Tensor:
     """x [..., in] @ weight[out, in]^T + bias [out], optionally followed by tanh-approximated GELU."""
     rows = x.numel() // max(x.shape[-1], 1)
-    if (_ENABLED and rows * weight.numel() >= _MIN_MACS and x.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and not torch.is_grad_enabled()):
+    if (
+        _ENABLED
+        and rows * weight.numel() >= _MIN_MACS
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and not torch.is_grad_enabled()
+    ):
         w = _packed(weight, rows)
         if gelu_tanh:
             return _LINEAR(x, w, bias, "gelu", [], "tanh")

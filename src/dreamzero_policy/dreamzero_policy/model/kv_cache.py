@@ -33,8 +33,10 @@ class KVCache:
         self._v: list[torch.Tensor] = []
         for k, v in zip(keys, values, strict=True):
             if k.shape != v.shape or k.ndim != 4 or k.shape[2] != length:
-                raise ValueError(f"every layer needs keys == values shape [B, H, {length}, Dh], got "
-                                 f"{tuple(k.shape)} and {tuple(v.shape)}")
+                raise ValueError(
+                    f"every layer needs keys == values shape [B, H, {length}, Dh], got "
+                    f"{tuple(k.shape)} and {tuple(v.shape)}"
+                )
             b, h, _, d = k.shape
             kb = k.new_empty(b, h, cap, d)
             vb = v.new_empty(b, h, cap, d)
@@ -46,7 +48,8 @@ class KVCache:
         # every row of the first layer's keys/values is the same (an empty cache, or every write fed the same
         # frames to every row): lets a CFG batch compute that layer's self-attention once
         self.first_layer_rows_identical = length == 0 or all(
-            torch.equal(t, t[:1].expand_as(t)) for t in (*keys[:1], *values[:1]))
+            torch.equal(t, t[:1].expand_as(t)) for t in (*keys[:1], *values[:1])
+        )
 
     @property
     def length(self) -> int:
@@ -55,11 +58,11 @@ class KVCache:
     @property
     def keys(self) -> list[torch.Tensor]:
         """Per layer [B, H, L, Dh] views of the cached keys."""
-        return [k[:, :, self.start:self.end] for k in self._k]
+        return [k[:, :, self.start : self.end] for k in self._k]
 
     @property
     def values(self) -> list[torch.Tensor]:
-        return [v[:, :, self.start:self.end] for v in self._v]
+        return [v[:, :, self.start : self.end] for v in self._v]
 
     @property
     def batch(self) -> int:
@@ -73,7 +76,7 @@ class KVCache:
         for store in (self._k, self._v):
             for i, buf in enumerate(store):
                 grown = buf.new_empty(*buf.shape[:2], n + new_tokens, buf.shape[3])
-                grown[:, :, :n].copy_(buf[:, :, self.start:self.end])
+                grown[:, :, :n].copy_(buf[:, :, self.start : self.end])
                 store[i] = grown
         self.start, self.end = 0, n
 

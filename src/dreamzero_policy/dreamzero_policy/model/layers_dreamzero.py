@@ -72,7 +72,11 @@ def rope_table(dim: int, positions: torch.Tensor, theta: float) -> tuple[torch.T
     Entry pair k of position p rotates by p * theta^(-2k/dim); values repeat-interleaved over the pair.
     """
     cos, sin = get_1d_rotary_pos_embed(
-        dim, positions.to(torch.float64), theta=theta, use_real=True, repeat_interleave_real=True,
+        dim,
+        positions.to(torch.float64),
+        theta=theta,
+        use_real=True,
+        repeat_interleave_real=True,
         freqs_dtype=torch.float64,
     )
     return cos, sin
@@ -151,8 +155,10 @@ def modulate(h: torch.Tensor, scale1: torch.Tensor, shift: torch.Tensor, groups:
             hv = h[:, ts].unflatten(1, (n, size))
             hv.mul_(scale1[:, gs, None]).add_(shift[:, gs, None])
         return h
-    parts = [(h[:, ts].unflatten(1, (n, size)) * scale1[:, gs, None] + shift[:, gs, None]).flatten(1, 2)
-             for ts, gs, n, size in _segments(groups)]
+    parts = [
+        (h[:, ts].unflatten(1, (n, size)) * scale1[:, gs, None] + shift[:, gs, None]).flatten(1, 2)
+        for ts, gs, n, size in _segments(groups)
+    ]
     return torch.cat(parts, dim=1)
 
 
@@ -163,8 +169,9 @@ def gated_add(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor, groups: Grou
         for ts, gs, n, size in _segments(groups):
             x[:, ts].unflatten(1, (n, size)).addcmul_(y[:, ts].unflatten(1, (n, size)), gate[:, gs, None])
         return x
-    parts = [(y[:, ts].unflatten(1, (n, size)) * gate[:, gs, None]).flatten(1, 2)
-             for ts, gs, n, size in _segments(groups)]
+    parts = [
+        (y[:, ts].unflatten(1, (n, size)) * gate[:, gs, None]).flatten(1, 2) for ts, gs, n, size in _segments(groups)
+    ]
     return x + torch.cat(parts, dim=1)
 
 
@@ -187,8 +194,12 @@ class CausalWanBlock(nn.Module):
         self.norm1 = FP32LayerNorm(dim, eps, elementwise_affine=False)
         self.attn1 = WanAttention(dim=dim, heads=num_heads, dim_head=dim // num_heads, eps=eps)
         self.attn2 = WanAttention(
-            dim=dim, heads=num_heads, dim_head=dim // num_heads, eps=eps,
-            added_kv_proj_dim=dim if use_clip else None, cross_attention_dim_head=dim // num_heads,
+            dim=dim,
+            heads=num_heads,
+            dim_head=dim // num_heads,
+            eps=eps,
+            added_kv_proj_dim=dim if use_clip else None,
+            cross_attention_dim_head=dim // num_heads,
         )
         self.norm2 = FP32LayerNorm(dim, eps, elementwise_affine=True)
         self.ffn = FeedForward(dim, inner_dim=ffn_dim, activation_fn="gelu-approximate")
@@ -239,7 +250,7 @@ class CausalWanBlock(nn.Module):
             kv = linear(hs, w_kv, b_kv)
             return None, kv[..., :d], kv[..., d:]
         qkv = linear(hs, w, b)
-        return qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
+        return qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
 
     def forward(
         self,

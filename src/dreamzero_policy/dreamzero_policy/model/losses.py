@@ -55,7 +55,7 @@ def share_block_indices(raw: torch.Tensor, num_frame_per_block: int) -> torch.Te
     out = raw.clone()
     frames = raw.shape[1]
     for start in range(1, frames, num_frame_per_block):
-        out[:, start:start + num_frame_per_block] = raw[:, start:start + 1]
+        out[:, start : start + num_frame_per_block] = raw[:, start : start + 1]
     return out
 
 
@@ -69,8 +69,9 @@ class FlowMatchingLoss:
             False = the inference attention pattern.
     """
 
-    def __init__(self, model: DreamZeroDiT, decouple_action_noise: bool = False,
-                 state_self_only: bool | None = None) -> None:
+    def __init__(
+        self, model: DreamZeroDiT, decouple_action_noise: bool = False, state_self_only: bool | None = None
+    ) -> None:
         self.model = model
         cfg = model.config
         self.sigmas, self.timesteps = training_grid(cfg.num_train_timesteps, cfg.train_shift)
@@ -107,15 +108,23 @@ class FlowMatchingLoss:
             if self.decouple_action_noise:
                 action_timestep_id = torch.randint(0, n, (b, nb), generator=generator).to(dev)
             else:
-                action_timestep_id = idx[:, 1::cfg.num_frame_per_block][:, :nb]
+                action_timestep_id = idx[:, 1 :: cfg.num_frame_per_block][:, :nb]
         idx_a = action_timestep_id.repeat_interleave(cfg.num_action_per_block, dim=1)  # [B, T]
 
         sigmas, timesteps, weights = (t.to(dev) for t in (self.sigmas, self.timesteps, self.weights))
         x_t = add_noise(x0, noise, sigmas[idx][:, None, :, None, None].to(x0.dtype))
         a_t = add_noise(act, noise_action, sigmas[idx_a][:, :, None].to(act.dtype))
         video_pred, action_pred = self.model.forward_train(
-            x_t, timesteps[idx], x0, batch.context, a_t, timesteps[idx_a], batch.state, y=batch.y,
-            clip_feature=batch.clip_feature, state_self_only=self.state_self_only,
+            x_t,
+            timesteps[idx],
+            x0,
+            batch.context,
+            a_t,
+            timesteps[idx_a],
+            batch.state,
+            y=batch.y,
+            clip_feature=batch.clip_feature,
+            state_self_only=self.state_self_only,
         )
         per_frame = (video_pred.float() - flow_target(x0, noise).float()).pow(2).mean(dim=(1, 3, 4))  # [B, F]
         dynamics = (per_frame * weights[idx]).mean()

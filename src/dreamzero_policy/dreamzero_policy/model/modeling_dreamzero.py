@@ -51,19 +51,19 @@ def teacher_forcing_mask(cfg: DreamZeroConfig, num_blocks: int, state_self_only:
     total = 2 * nv + num_blocks * (a + s)
     m = torch.zeros(total, total, dtype=torch.bool)
     m[:t, :t] = True  # clean frame 0
-    m[nv:nv + t, nv:nv + t] = True  # noisy frame 0
+    m[nv : nv + t, nv : nv + t] = True  # noisy frame 0
     act0, st0 = 2 * nv, 2 * nv + num_blocks * a
     window = cfg.local_attn_frames
     for b in range(num_blocks):
         start_f, end_f = 1 + b * nf, 1 + (b + 1) * nf
         cq = slice(start_f * t, end_f * t)
         m[cq, :t] = True
-        m[cq, max(1, end_f - window) * t:end_f * t] = True
+        m[cq, max(1, end_f - window) * t : end_f * t] = True
         noisy = slice(nv + start_f * t, nv + end_f * t)
         acts = slice(act0 + b * a, act0 + (b + 1) * a)
         sts = slice(st0 + b * s, st0 + (b + 1) * s)
         keys = torch.zeros(total, dtype=torch.bool)
-        keys[:start_f * t] = True
+        keys[: start_f * t] = True
         keys[noisy] = keys[acts] = keys[sts] = True
         m[noisy] = keys
         m[acts] = keys
@@ -84,7 +84,10 @@ class DreamZeroDiT(nn.Module):
         self.gradient_checkpointing = False
         self.patch_embedding = nn.Conv3d(cfg.in_dim, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.condition_embedder = WanTimeTextImageEmbedding(
-            dim=cfg.dim, time_freq_dim=cfg.freq_dim, time_proj_dim=6 * cfg.dim, text_embed_dim=cfg.text_dim,
+            dim=cfg.dim,
+            time_freq_dim=cfg.freq_dim,
+            time_proj_dim=6 * cfg.dim,
+            text_embed_dim=cfg.text_dim,
             image_embed_dim=cfg.clip_dim if cfg.use_clip else None,
         )
         self.blocks = nn.ModuleList(
@@ -285,12 +288,13 @@ class DreamZeroDiT(nn.Module):
                 mask = self._mask_cache[mkey] = teacher_forcing_mask(cfg, nb, self_only).to(x.device)
         for blk, ckv in zip(self.blocks, cross, strict=True):
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                tokens = checkpoint(lambda t, m=blk, c=ckv: m(t, e0, groups, rope, c, attn_mask=mask), tokens,
-                                    use_reentrant=False)
+                tokens = checkpoint(
+                    lambda t, m=blk, c=ckv: m(t, e0, groups, rope, c, attn_mask=mask), tokens, use_reentrant=False
+                )
             else:
                 tokens = blk(tokens, e0, groups, rope, ckv, attn_mask=mask)
-        video = self.video_head(tokens[:, nv:2 * nv], e_noisy, frames)
-        act = self.action_decoder(tokens[:, 2 * nv:2 * nv + action.shape[1]])
+        video = self.video_head(tokens[:, nv : 2 * nv], e_noisy, frames)
+        act = self.action_decoder(tokens[:, 2 * nv : 2 * nv + action.shape[1]])
         return video, act
 
     # --- inference forward (KV cache) ------------------------------------------------------------
@@ -299,8 +303,12 @@ class DreamZeroDiT(nn.Module):
         """An empty cache with room for a full window plus one denoising pass (no reallocation in a session)."""
         cfg = self.config
         z = torch.zeros(batch, cfg.num_heads, 0, cfg.head_dim, device=device, dtype=dtype)
-        room = cfg.max_attention_tokens + cfg.num_frame_per_block * cfg.tokens_per_frame \
-            + cfg.num_action_per_block + cfg.num_state_per_block
+        room = (
+            cfg.max_attention_tokens
+            + cfg.num_frame_per_block * cfg.tokens_per_frame
+            + cfg.num_action_per_block
+            + cfg.num_state_per_block
+        )
         return KVCache([z] * cfg.num_layers, [z] * cfg.num_layers, capacity=room)
 
     def forward_cached(
@@ -373,16 +381,23 @@ class DreamZeroDiT(nn.Module):
         same_rows = b > 1 and _rows_identical(x, y, timestep, action, timestep_action, state)
         for i, (blk, ckv) in enumerate(zip(self.blocks, cross, strict=True)):
             kbuf, vbuf = cache.layer(i)
-            tokens = blk(tokens, e0, groups, rope, ckv, cache=(kbuf, vbuf, first, cache.end),
-                         kv_only=skip_last and i == len(self.blocks) - 1,
-                         rows_identical=i == 0 and same_rows and cache.first_layer_rows_identical)
+            tokens = blk(
+                tokens,
+                e0,
+                groups,
+                rope,
+                ckv,
+                cache=(kbuf, vbuf, first, cache.end),
+                kv_only=skip_last and i == len(self.blocks) - 1,
+                rows_identical=i == 0 and same_rows and cache.first_layer_rows_identical,
+            )
         if update_cache:
             cache.start, cache.end = first, cache.end + nv
             cache.first_layer_rows_identical &= b == 1 or same_rows
         if not need_output:
             return None, None
         video = self.video_head(tokens[:, :nv], e_vid, frames)
-        act = self.action_decoder(tokens[:, nv:nv + cfg.num_action_per_block]) if nb else None
+        act = self.action_decoder(tokens[:, nv : nv + cfg.num_action_per_block]) if nb else None
         return video, act
 
 

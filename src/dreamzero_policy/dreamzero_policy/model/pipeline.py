@@ -58,9 +58,16 @@ class InferenceResult:
 class WorldActionPipeline:
     """DreamZero inference from pixels. Components are injectable (tokenizer, encoders, VAE)."""
 
-    def __init__(self, config: DreamZeroConfig, dit: DreamZeroDiT, text_encoder: torch.nn.Module,
-                 image_encoder: torch.nn.Module | None, vae: torch.nn.Module, tokenizer: Tokenizer | None = None,
-                 **session_kwargs: object) -> None:
+    def __init__(
+        self,
+        config: DreamZeroConfig,
+        dit: DreamZeroDiT,
+        text_encoder: torch.nn.Module,
+        image_encoder: torch.nn.Module | None,
+        vae: torch.nn.Module,
+        tokenizer: Tokenizer | None = None,
+        **session_kwargs: object,
+    ) -> None:
         if config.use_clip and image_encoder is None:
             raise ValueError("this config uses CLIP tokens: an image_encoder is required")
         self.config = config
@@ -81,8 +88,12 @@ class WorldActionPipeline:
                 "DiT alone (DreamZeroDiT) or inject them via WorldActionPipeline(...)"
             )
         torch.manual_seed(seed)
-        parts = (DreamZeroDiT(config), build_text_encoder(config),
-                 build_image_encoder(config) if config.use_clip else None, build_vae(config))
+        parts = (
+            DreamZeroDiT(config),
+            build_text_encoder(config),
+            build_image_encoder(config) if config.use_clip else None,
+            build_vae(config),
+        )
         dit, text, image, vae = (p.to(device).eval() if p is not None else None for p in parts)
         return cls(config, dit, text, image, vae)  # type: ignore[arg-type]
 
@@ -102,8 +113,12 @@ class WorldActionPipeline:
                 save_component(module.state_dict(), folder, name)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu", tokenizer: Tokenizer | None = None,
-                        ) -> WorldActionPipeline:
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str = "cpu",
+        tokenizer: Tokenizer | None = None,
+    ) -> WorldActionPipeline:
         """Load our format strictly (every tensor present, same shape, finite; nothing extra)."""
         folder = Path(path)
         try:
@@ -119,9 +134,12 @@ class WorldActionPipeline:
         # carry non-persistent buffers (e.g. CLIP position ids), so they are built for real.
         with torch.device("meta"):
             dit = DreamZeroDiT(config)
-        parts = {"dit": dit, "text_encoder": build_text_encoder(config),
-                 "image_encoder": build_image_encoder(config) if config.use_clip else None,
-                 "vae": build_vae(config)}
+        parts = {
+            "dit": dit,
+            "text_encoder": build_text_encoder(config),
+            "image_encoder": build_image_encoder(config) if config.use_clip else None,
+            "vae": build_vae(config),
+        }
         for name, module in parts.items():
             if module is None:
                 continue
@@ -130,8 +148,14 @@ class WorldActionPipeline:
             except CheckpointError as exc:
                 raise CheckpointError(f"{folder} [{name}]: {exc}") from None
             module.to(device).eval()
-        return cls(config, parts["dit"], parts["text_encoder"], parts["image_encoder"], parts["vae"],  # type: ignore[arg-type]
-                   tokenizer=tokenizer)
+        return cls(
+            config,
+            parts["dit"],
+            parts["text_encoder"],
+            parts["image_encoder"],
+            parts["vae"],  # type: ignore[arg-type]
+            tokenizer=tokenizer,
+        )
 
     # --- the runtime contract ------------------------------------------------------------------------
     @property
@@ -175,8 +199,12 @@ class WorldActionPipeline:
 
     def _check_inputs(self, frames: np.ndarray, state: np.ndarray) -> torch.Tensor:
         h, w = self.image_size
-        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 \
-                or frames.shape[1:] != (h, w, 3):
+        if (
+            not isinstance(frames, np.ndarray)
+            or frames.dtype != np.uint8
+            or frames.ndim != 4
+            or frames.shape[1:] != (h, w, 3)
+        ):
             desc = f"{frames.dtype} {frames.shape}" if isinstance(frames, np.ndarray) else type(frames).__name__
             raise ValueError(f"frames must be uint8 (T, {h}, {w}, 3), got {desc}")
         if frames.shape[0] not in (1, 4, 8, 9):
@@ -216,7 +244,7 @@ class WorldActionPipeline:
         st = self._check_inputs(frames, state)
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
-        reset = (not self._started or prompt != self._prompt or frames.shape[0] == 1 or self.session.needs_reset)
+        reset = not self._started or prompt != self._prompt or frames.shape[0] == 1 or self.session.needs_reset
         first = None
         if reset:
             first = self._start_session(frames, prompt)
@@ -230,7 +258,7 @@ class WorldActionPipeline:
             else:
                 clip = frames
             lat = vae_encode(self.vae, frames_to_video_tensor(clip)).to(torch.float32)
-            self.session.append_observed(lat[:, :, -self.config.num_frame_per_block:])
+            self.session.append_observed(lat[:, :, -self.config.num_frame_per_block :])
         t_enc = time.perf_counter() - t0
         res = self.session.denoise_next(st, seed=seed)
         video = res.video_latents.float().cpu()

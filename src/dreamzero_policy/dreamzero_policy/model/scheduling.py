@@ -176,13 +176,9 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor | float
         try:
             out_shape = torch.broadcast_shapes(sigma.shape, x0.shape)
         except RuntimeError as exc:
-            raise ValueError(
-                f"sigma of shape {tuple(sigma.shape)} does not broadcast to x0 {tuple(x0.shape)}"
-            ) from exc
+            raise ValueError(f"sigma of shape {tuple(sigma.shape)} does not broadcast to x0 {tuple(x0.shape)}") from exc
         if out_shape != x0.shape:
-            raise ValueError(
-                f"sigma of shape {tuple(sigma.shape)} enlarges x0 {tuple(x0.shape)} to {tuple(out_shape)}"
-            )
+            raise ValueError(f"sigma of shape {tuple(sigma.shape)} enlarges x0 {tuple(x0.shape)} to {tuple(out_shape)}")
     elif not (0.0 <= float(sigma) <= 1.0):
         raise ValueError(f"sigma must be in [0, 1], got {sigma}")
     return (1 - sigma) * x0 + sigma * noise
@@ -292,18 +288,14 @@ class FlowUniPCScheduler:
 
     # --- the two updates (predict-x0 form; alpha = 1 - sigma) ---------------------------------------------
 
-    def _coefficients(
-        self, t_idx: int, s0_idx: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _coefficients(self, t_idx: int, s0_idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """h, hh = -h, h_phi_1 = B_h = expm1(-h) for the interval s0 -> t (float32 0-d tensors)."""
         h = self._lambdas[t_idx] - self._lambdas[s0_idx]
         hh = -h
         h_phi_1 = torch.expm1(hh)
         return h, hh, h_phi_1, h_phi_1  # bh2: B(h) = expm1(hh)
 
-    def _b_vector(
-        self, hh: torch.Tensor, h_phi_1: torch.Tensor, b_h: torch.Tensor, order: int
-    ) -> list[torch.Tensor]:
+    def _b_vector(self, hh: torch.Tensor, h_phi_1: torch.Tensor, b_h: torch.Tensor, order: int) -> list[torch.Tensor]:
         h_phi_k = h_phi_1 / hh - 1
         factorial = 1
         out = []

@@ -28,9 +28,14 @@ def default_backend_factory(params: NodeParams, spec: IoSpec) -> PolicyBackend:
             return create_backend("inprocess", spec, checkpoint=params.checkpoint, device=params.device)
         return create_backend("inprocess", spec, preset=params.checkpoint, seed=params.seed, device=params.device)
     if params.backend == "websocket":
-        return create_backend("websocket", spec, host=params.websocket_host, port=params.websocket_port,
-                              connect_timeout_s=params.websocket_timeout_s,
-                              infer_timeout_s=params.websocket_timeout_s)
+        return create_backend(
+            "websocket",
+            spec,
+            host=params.websocket_host,
+            port=params.websocket_port,
+            connect_timeout_s=params.websocket_timeout_s,
+            infer_timeout_s=params.websocket_timeout_s,
+        )
     return create_backend("replay", spec, bag=params.replay_bag_path, loop=params.replay_loop)
 
 

@@ -83,10 +83,12 @@ def chunk_to_joint_trajectory(chunk: ChunkData, joint_names: Sequence[str]) -> J
     cols = [chunk.names.index(n) for n in joint_names]
     points = []
     for i in range(chunk.horizon):
-        points.append(JointTrajectoryPoint(
-            positions=chunk.data[i, cols].astype(float).tolist(),
-            time_from_start=duration_from_ns((i + 1) * chunk.step_duration_ns),
-        ))
+        points.append(
+            JointTrajectoryPoint(
+                positions=chunk.data[i, cols].astype(float).tolist(),
+                time_from_start=duration_from_ns((i + 1) * chunk.step_duration_ns),
+            )
+        )
     return JointTrajectory(
         header=Header(stamp=time_from_ns(chunk.stamp_ns), frame_id=chunk.frame_id),
         joint_names=list(joint_names),
@@ -94,8 +96,9 @@ def chunk_to_joint_trajectory(chunk: ChunkData, joint_names: Sequence[str]) -> J
     )
 
 
-def observation_stamp_msg(stamp: int, session_id: str, chunk_id: int,
-                          sources: Sequence[tuple[str, int, float]]) -> ObservationStamp:
+def observation_stamp_msg(
+    stamp: int, session_id: str, chunk_id: int, sources: Sequence[tuple[str, int, float]]
+) -> ObservationStamp:
     """ObservationStamp from the snapshot's (topic, stamp_ns, age_s) sources."""
     return ObservationStamp(
         header=Header(stamp=time_from_ns(stamp)),
@@ -171,5 +174,12 @@ def frame_to_image(frame: np.ndarray, stamp: int, frame_id: str = "") -> Image:
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) frame, got {arr.shape}")
     h, w = arr.shape[:2]
-    return Image(header=Header(stamp=time_from_ns(stamp), frame_id=frame_id), height=h, width=w,
-                 encoding="rgb8", is_bigendian=0, step=w * 3, data=arr.tobytes())
+    return Image(
+        header=Header(stamp=time_from_ns(stamp), frame_id=frame_id),
+        height=h,
+        width=w,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=w * 3,
+        data=arr.tobytes(),
+    )

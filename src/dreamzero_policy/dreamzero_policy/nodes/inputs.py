@@ -53,7 +53,7 @@ class PolicyInputs:
         self._subs: list[Any] = []
         self._runtime: PolicyRuntime | None = None
         self._rejection = ("", 0.0)  # (message, monotonic time)
-        self.precheck_rejected = 0   # frames refused by the header check (never reached the runtime)
+        self.precheck_rejected = 0  # frames refused by the header check (never reached the runtime)
         self._count_lock = threading.Lock()  # camera callbacks run concurrently
         # Arrival delay of sensor messages (node clock now - header stamp), for diagnostics/bench:
         # all of them, and split by kind (a 900 KB image and a small JointState travel differently).
@@ -72,16 +72,33 @@ class PolicyInputs:
         no_events = SubscriptionEventCallbacks(use_default_callbacks=False)
         for cam in spec.cameras:
             msg_type = CompressedImage if cam.compressed else Image
-            self._subs.append(node.create_subscription(msg_type, cam.topic, partial(self._on_image, cam.name),
-                                                       qos.image_qos, event_callbacks=no_events,
-                                                       callback_group=MutuallyExclusiveCallbackGroup()))
-        self._subs.append(node.create_subscription(JointState, joint_state_topic, self._on_joint_state,
-                                                   qos.joint_state_qos, event_callbacks=no_events,
-                                                   callback_group=MutuallyExclusiveCallbackGroup()))
+            self._subs.append(
+                node.create_subscription(
+                    msg_type,
+                    cam.topic,
+                    partial(self._on_image, cam.name),
+                    qos.image_qos,
+                    event_callbacks=no_events,
+                    callback_group=MutuallyExclusiveCallbackGroup(),
+                )
+            )
+        self._subs.append(
+            node.create_subscription(
+                JointState,
+                joint_state_topic,
+                self._on_joint_state,
+                qos.joint_state_qos,
+                event_callbacks=no_events,
+                callback_group=MutuallyExclusiveCallbackGroup(),
+            )
+        )
         # TRANSIENT_LOCAL could meet an incompatible publisher; the rclpy race above rules out the
         # default handler, and ~/instruction is a latched topic the operator's tools publish.
-        self._subs.append(node.create_subscription(String, "~/instruction", self._on_instruction,
-                                                   qos.instruction_qos, event_callbacks=no_events))
+        self._subs.append(
+            node.create_subscription(
+                String, "~/instruction", self._on_instruction, qos.instruction_qos, event_callbacks=no_events
+            )
+        )
 
     def close(self) -> None:
         for sub in self._subs:

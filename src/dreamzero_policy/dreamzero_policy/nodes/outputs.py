@@ -48,14 +48,14 @@ class PolicyOutputs:
         ev = {"event_callbacks": PublisherEventCallbacks(use_default_callbacks=False)}
         self._pubs = {
             "chunk": node.create_lifecycle_publisher(ActionChunk, CHUNK_TOPIC, qos.chunk_qos, **ev),
-            "observation": node.create_lifecycle_publisher(ObservationStamp, OBSERVATION_TOPIC, qos.status_qos,
-                                                           **ev),
+            "observation": node.create_lifecycle_publisher(ObservationStamp, OBSERVATION_TOPIC, qos.status_qos, **ev),
             "video": node.create_lifecycle_publisher(Image, "~/predicted/image", qos.preview_qos, **ev),
         }
         self._trajectory_joints = trajectory_joints or ()
         if trajectory_joints:
             self._pubs["trajectory"] = node.create_lifecycle_publisher(
-                JointTrajectory, "~/joint_trajectory", qos.chunk_qos, **ev)
+                JointTrajectory, "~/joint_trajectory", qos.chunk_qos, **ev
+            )
 
     def close(self) -> None:
         for pub in self._pubs.values():
@@ -71,7 +71,8 @@ class PolicyOutputs:
         if "trajectory" in self._pubs:
             self._pubs["trajectory"].publish(conv.chunk_to_joint_trajectory(chunk, self._trajectory_joints))
         self._pubs["observation"].publish(
-            conv.observation_stamp_msg(ev.stamp_ns, chunk.session_id, chunk.chunk_id, ev.sources))
+            conv.observation_stamp_msg(ev.stamp_ns, chunk.session_id, chunk.chunk_id, ev.sources)
+        )
         if video_rate_hz and ev.video is not None:
             self._publish_preview(ev, video_rate_hz, frame_id)
 
@@ -84,13 +85,15 @@ class PolicyOutputs:
         video = ev.video
         if video is None or video.ndim != 4 or video.shape[0] < 1 or video.shape[-1] != 3:
             shape = None if video is None else video.shape
-            self._node.get_logger().warning(f"predicted video has shape {shape}, expected (T, H, W, 3); "
-                                            "not published", throttle_duration_sec=5.0)
+            self._node.get_logger().warning(
+                f"predicted video has shape {shape}, expected (T, H, W, 3); not published", throttle_duration_sec=5.0
+            )
             return
         self._last_video_ns = now
         self._pubs["video"].publish(conv.frame_to_image(video[-1], ev.stamp_ns, frame_id))
 
     def publish_status(self, report: StatusReport, now_ns: int) -> None:
         self._status_pub.publish(conv.status_msg(report, now_ns))
-        self._diag_pub.publish(conv.diagnostics_msg(report, now_ns, f"{self._node.get_name()}: policy",
-                                                    report.model_id or "dreamzero"))
+        self._diag_pub.publish(
+            conv.diagnostics_msg(report, now_ns, f"{self._node.get_name()}: policy", report.model_id or "dreamzero")
+        )

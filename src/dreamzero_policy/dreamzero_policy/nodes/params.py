@@ -41,8 +41,14 @@ class ParamInfo:
     check: Callable[[Any], str | None] | None = None  # returns a reason when the value is bad
 
 
-def _p(default: Any, ros_name: str, description: str, *, read_only: bool = True,
-       check: Callable[[Any], str | None] | None = None) -> Any:
+def _p(
+    default: Any,
+    ros_name: str,
+    description: str,
+    *,
+    read_only: bool = True,
+    check: Callable[[Any], str | None] | None = None,
+) -> Any:
     return field(default=default, metadata={"info": ParamInfo(ros_name, description, read_only, check)})
 
 
@@ -57,12 +63,14 @@ def _non_negative(v: float) -> str | None:
 def _between(lo: float, hi: float) -> Callable[[float], str | None]:
     def check(v: float) -> str | None:
         return None if math.isfinite(v) and lo <= v <= hi else f"must be in [{lo}, {hi}]"
+
     return check
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
     def check(v: str) -> str | None:
         return None if v in choices else f"must be one of {list(choices)}"
+
     return check
 
 
@@ -86,66 +94,154 @@ def _port(v: int) -> str | None:
 class NodeParams:
     """Validated policy node configuration (times in seconds, rates in Hz)."""
 
-    backend: str = _p("inprocess", "backend", "Where inference runs: inprocess (the model in this process), "
-                      "websocket (a remote DreamZero/openpi server) or replay (actions from a recorded bag).",
-                      check=_one_of(BACKENDS))
-    checkpoint: str = _p("tiny", "checkpoint", "In-process model: a preset name (tiny, small, ...) or a "
-                         "checkpoint directory (safetensors).", check=_non_empty)
-    embodiment: str = _p("droid_sim", "embodiment", "Embodiment I/O spec: a name in config/embodiments/ or a "
-                         "path to a YAML file (cameras, joints, action space, statistics).", check=_non_empty)
-    embodiment_dir: str = _p("", "embodiment_dir", "Folder of embodiment specs; empty = the installed "
-                             "config/embodiments.")
+    backend: str = _p(
+        "inprocess",
+        "backend",
+        "Where inference runs: inprocess (the model in this process), "
+        "websocket (a remote DreamZero/openpi server) or replay (actions from a recorded bag).",
+        check=_one_of(BACKENDS),
+    )
+    checkpoint: str = _p(
+        "tiny",
+        "checkpoint",
+        "In-process model: a preset name (tiny, small, ...) or a checkpoint directory (safetensors).",
+        check=_non_empty,
+    )
+    embodiment: str = _p(
+        "droid_sim",
+        "embodiment",
+        "Embodiment I/O spec: a name in config/embodiments/ or a "
+        "path to a YAML file (cameras, joints, action space, statistics).",
+        check=_non_empty,
+    )
+    embodiment_dir: str = _p(
+        "", "embodiment_dir", "Folder of embodiment specs; empty = the installed config/embodiments."
+    )
     device: str = _p("cpu", "device", "Torch device of the in-process model.", check=_device)
-    seed: int = _p(0, "seed", "Random seed of the in-process model (reproducible noise).",
-                   check=lambda v: None if v >= 0 else "must be >= 0")
-    websocket_host: str = _p("127.0.0.1", "websocket.host", "Policy server host (websocket backend).",
-                             check=_non_empty)
+    seed: int = _p(
+        0,
+        "seed",
+        "Random seed of the in-process model (reproducible noise).",
+        check=lambda v: None if v >= 0 else "must be >= 0",
+    )
+    websocket_host: str = _p("127.0.0.1", "websocket.host", "Policy server host (websocket backend).", check=_non_empty)
     websocket_port: int = _p(8000, "websocket.port", "Policy server port (websocket backend).", check=_port)
-    websocket_timeout_s: float = _p(30.0, "websocket.timeout_s", "Connect/answer deadline of the policy "
-                                    "server (websocket backend).", check=_positive)
-    replay_bag_path: str = _p("", "replay.bag_path", "Recorded bag with /dreamzero/action_chunk messages "
-                              "(replay backend).")
-    replay_loop: bool = _p(False, "replay.loop", "Start the recording over after its last chunk (replay "
-                           "backend); otherwise the node reports a backend error once it is exhausted.")
-    backend_retry_s: float = _p(1.0, "backend_retry_s", "Pause after a backend failure or timeout before the "
-                                "next inference is started (the failure starts a new session).",
-                                check=_between(0.0, 60.0))
-    warmup: bool = _p(True, "warmup", "Run one inference on a blank observation during configure, so the "
-                      "first real chunk is not slowed by lazy initialisation.")
-    inference_timeout_s: float = _p(60.0, "inference_timeout_s", "An inference running longer than this is "
-                                    "reported as a backend timeout (status BACKEND_ERROR).", check=_positive)
-    query_period_s: float = _p(0.02, "query_period_s", "Period of the decision timer that harvests results "
-                               "and starts the next inference when the worker is idle.",
-                               check=_between(0.001, 1.0))
-    status_period_s: float = _p(0.5, "status_period_s", "Period of /dreamzero/status and /diagnostics.",
-                                check=_between(0.01, 10.0))
-    max_age_s: float = _p(0.2, "sync.max_age_s", "Newest frame / joint state older than this is stale: no "
-                          "inference.", read_only=False, check=_positive)
-    max_skew_s: float = _p(0.05, "sync.max_skew_s", "Largest allowed spread of the camera stamps used in one "
-                           "observation.", read_only=False, check=_positive)
-    max_joint_gap_s: float = _p(0.1, "sync.max_joint_gap_s", "Largest allowed gap between joint states "
-                                "around the observation time.", read_only=False, check=_positive)
-    backwards_tolerance_s: float = _p(0.0, "sync.backwards_tolerance_s", "Stamps may go back this much before "
-                                      "it counts as a time jump (buffers cleared, new session).",
-                                      read_only=False, check=_non_negative)
-    joint_state_topic: str = _p("/joint_states", "joint_state_topic", "sensor_msgs/JointState input.",
-                                check=_topic)
-    reject_extra_joints: bool = _p(False, "reject_extra_joints", "Reject JointState messages naming joints the "
-                                   "embodiment does not use (default: ignore them).")
-    frame_id: str = _p("", "frame_id", "ActionChunk.header.frame_id (reference frame of Cartesian action "
-                       "spaces; empty for joint spaces).")
-    publish_joint_trajectory: bool = _p(False, "publish_joint_trajectory", "Also publish each chunk as a "
-                                        "trajectory_msgs/JointTrajectory on ~/joint_trajectory (joint-position "
-                                        "embodiments only; the gripper column is left out).")
-    publish_predicted_video: bool = _p(False, "predicted_video.enabled", "Publish the newest predicted frame on "
-                                       "~/predicted/image when the backend returns video.", read_only=False)
-    predicted_video_max_rate_hz: float = _p(2.0, "predicted_video.max_rate_hz", "Upper bound on the predicted "
-                                            "frame rate.", read_only=False, check=_between(0.01, 30.0))
-    instruction: str = _p("", "instruction", "Language instruction; empty = none (no chunks until one is set "
-                          "here, on ~/instruction, ~/set_instruction or by a ~/run_task goal).", read_only=False)
-    autostart: bool = _p(False, "autostart", "Configure and activate once right after start. Only for running "
-                         "the node without launch or a lifecycle manager (demo runner, quick bring-up); "
-                         "normally the lifecycle is driven from outside.")
+    websocket_timeout_s: float = _p(
+        30.0,
+        "websocket.timeout_s",
+        "Connect/answer deadline of the policy server (websocket backend).",
+        check=_positive,
+    )
+    replay_bag_path: str = _p(
+        "", "replay.bag_path", "Recorded bag with /dreamzero/action_chunk messages (replay backend)."
+    )
+    replay_loop: bool = _p(
+        False,
+        "replay.loop",
+        "Start the recording over after its last chunk (replay "
+        "backend); otherwise the node reports a backend error once it is exhausted.",
+    )
+    backend_retry_s: float = _p(
+        1.0,
+        "backend_retry_s",
+        "Pause after a backend failure or timeout before the "
+        "next inference is started (the failure starts a new session).",
+        check=_between(0.0, 60.0),
+    )
+    warmup: bool = _p(
+        True,
+        "warmup",
+        "Run one inference on a blank observation during configure, so the "
+        "first real chunk is not slowed by lazy initialisation.",
+    )
+    inference_timeout_s: float = _p(
+        60.0,
+        "inference_timeout_s",
+        "An inference running longer than this is reported as a backend timeout (status BACKEND_ERROR).",
+        check=_positive,
+    )
+    query_period_s: float = _p(
+        0.02,
+        "query_period_s",
+        "Period of the decision timer that harvests results and starts the next inference when the worker is idle.",
+        check=_between(0.001, 1.0),
+    )
+    status_period_s: float = _p(
+        0.5, "status_period_s", "Period of /dreamzero/status and /diagnostics.", check=_between(0.01, 10.0)
+    )
+    max_age_s: float = _p(
+        0.2,
+        "sync.max_age_s",
+        "Newest frame / joint state older than this is stale: no inference.",
+        read_only=False,
+        check=_positive,
+    )
+    max_skew_s: float = _p(
+        0.05,
+        "sync.max_skew_s",
+        "Largest allowed spread of the camera stamps used in one observation.",
+        read_only=False,
+        check=_positive,
+    )
+    max_joint_gap_s: float = _p(
+        0.1,
+        "sync.max_joint_gap_s",
+        "Largest allowed gap between joint states around the observation time.",
+        read_only=False,
+        check=_positive,
+    )
+    backwards_tolerance_s: float = _p(
+        0.0,
+        "sync.backwards_tolerance_s",
+        "Stamps may go back this much before it counts as a time jump (buffers cleared, new session).",
+        read_only=False,
+        check=_non_negative,
+    )
+    joint_state_topic: str = _p("/joint_states", "joint_state_topic", "sensor_msgs/JointState input.", check=_topic)
+    reject_extra_joints: bool = _p(
+        False,
+        "reject_extra_joints",
+        "Reject JointState messages naming joints the embodiment does not use (default: ignore them).",
+    )
+    frame_id: str = _p(
+        "",
+        "frame_id",
+        "ActionChunk.header.frame_id (reference frame of Cartesian action spaces; empty for joint spaces).",
+    )
+    publish_joint_trajectory: bool = _p(
+        False,
+        "publish_joint_trajectory",
+        "Also publish each chunk as a "
+        "trajectory_msgs/JointTrajectory on ~/joint_trajectory (joint-position "
+        "embodiments only; the gripper column is left out).",
+    )
+    publish_predicted_video: bool = _p(
+        False,
+        "predicted_video.enabled",
+        "Publish the newest predicted frame on ~/predicted/image when the backend returns video.",
+        read_only=False,
+    )
+    predicted_video_max_rate_hz: float = _p(
+        2.0,
+        "predicted_video.max_rate_hz",
+        "Upper bound on the predicted frame rate.",
+        read_only=False,
+        check=_between(0.01, 30.0),
+    )
+    instruction: str = _p(
+        "",
+        "instruction",
+        "Language instruction; empty = none (no chunks until one is set "
+        "here, on ~/instruction, ~/set_instruction or by a ~/run_task goal).",
+        read_only=False,
+    )
+    autostart: bool = _p(
+        False,
+        "autostart",
+        "Configure and activate once right after start. Only for running "
+        "the node without launch or a lifecycle manager (demo runner, quick bring-up); "
+        "normally the lifecycle is driven from outside.",
+    )
 
     def __post_init__(self) -> None:
         problems = [_field_problem(f.metadata["info"], getattr(self, f.name)) for f in fields(self)]

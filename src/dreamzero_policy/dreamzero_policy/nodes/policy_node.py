@@ -53,15 +53,21 @@ NODE_NAME = "dreamzero_policy"
 
 
 def _limits(p: NodeParams) -> BufferLimits:
-    return BufferLimits(max_age_s=p.max_age_s, max_skew_s=p.max_skew_s, max_joint_gap_s=p.max_joint_gap_s,
-                        backwards_tolerance_s=p.backwards_tolerance_s, reject_extra_joints=p.reject_extra_joints)
+    return BufferLimits(
+        max_age_s=p.max_age_s,
+        max_skew_s=p.max_skew_s,
+        max_joint_gap_s=p.max_joint_gap_s,
+        backwards_tolerance_s=p.backwards_tolerance_s,
+        reject_extra_joints=p.reject_extra_joints,
+    )
 
 
 class PolicyNode(LifecycleNode):
     """See module docstring. ``backend_factory`` replaces :func:`default_backend_factory` (tests)."""
 
-    def __init__(self, node_name: str = NODE_NAME, *, backend_factory: BackendFactory | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, node_name: str = NODE_NAME, *, backend_factory: BackendFactory | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(node_name, **kwargs)
         declare_all(self)
         # Registered after declaring: rclpy runs on-set callbacks for declarations too, and a bad
@@ -107,8 +113,10 @@ class PolicyNode(LifecycleNode):
             params = read_all(self)
             spec = load_io_spec(params.embodiment, params.embodiment_dir or None)
             if params.publish_joint_trajectory and spec.action_space != "joint_position":
-                raise ParameterError(f"publish_joint_trajectory: embodiment {spec.name!r} has action space "
-                                     f"{spec.action_space!r}; JointTrajectory needs joint_position")
+                raise ParameterError(
+                    f"publish_joint_trajectory: embodiment {spec.name!r} has action space "
+                    f"{spec.action_space!r}; JointTrajectory needs joint_position"
+                )
             t0 = time.monotonic()
             backend = self._backend_factory(params, spec)
             if not isinstance(backend, PolicyBackend):
@@ -118,9 +126,15 @@ class PolicyNode(LifecycleNode):
         try:
             if params.warmup:
                 warm_up(backend, spec)
-            runtime = PolicyRuntime(spec, backend, limits=_limits(params), timeout_s=params.inference_timeout_s,
-                                    joint_state_topic=params.joint_state_topic, frame_id=params.frame_id,
-                                    clock_ns=self._now_ns)
+            runtime = PolicyRuntime(
+                spec,
+                backend,
+                limits=_limits(params),
+                timeout_s=params.inference_timeout_s,
+                joint_state_topic=params.joint_state_topic,
+                frame_id=params.frame_id,
+                clock_ns=self._now_ns,
+            )
         except Exception as exc:  # same: FAILURE with the reason
             with contextlib.suppress(Exception):
                 backend.close()
@@ -133,8 +147,10 @@ class PolicyNode(LifecycleNode):
             runtime.set_instruction(params.instruction)
         self.status.new_session(runtime.session.session_id)
         self.outputs.open(spec.state_joints if params.publish_joint_trajectory else None)
-        msg = f"configured: {params.backend} backend, model {self.status.model_id}, " \
-              f"embodiment {spec.name} ({time.monotonic() - t0:.1f} s)"
+        msg = (
+            f"configured: {params.backend} backend, model {self.status.model_id}, "
+            f"embodiment {spec.name} ({time.monotonic() - t0:.1f} s)"
+        )
         freeze_heap()  # the model is loaded: keep full GC runs from stalling callbacks (tuning.py)
         self.status.set_state(PolicyState.INACTIVE, msg)
         self.get_logger().info(msg)
@@ -269,8 +285,9 @@ class PolicyNode(LifecycleNode):
         resp.success, resp.message = True, f"new session {sid}; buffers cleared"
         return resp
 
-    def _on_set_instruction(self, req: SetInstruction.Request,
-                            resp: SetInstruction.Response) -> SetInstruction.Response:
+    def _on_set_instruction(
+        self, req: SetInstruction.Request, resp: SetInstruction.Response
+    ) -> SetInstruction.Response:
         resp.success, resp.message, resp.session_id = self.set_instruction(req.instruction, req.reset_session)
         return resp
 
@@ -309,18 +326,24 @@ class PolicyNode(LifecycleNode):
             self.inputs.note_rejection(outcome.new_session)
         self._sync_session(rt.session.session_id)
         if outcome.reason == "no_instruction":
-            self.status.set_state(PolicyState.WAITING_FOR_INPUT, "no instruction (set ~/instruction, "
-                                  "~/set_instruction or send a ~/run_task goal)")
+            self.status.set_state(
+                PolicyState.WAITING_FOR_INPUT,
+                "no instruction (set ~/instruction, ~/set_instruction or send a ~/run_task goal)",
+            )
         elif not outcome.submitted and outcome.reason not in ("busy", "no_new_observation"):
             recent = self.inputs.recent_rejection()
-            self.status.input_not_ready(f"{outcome.message} (last input problem: {recent})" if recent
-                                        else outcome.message)
+            self.status.input_not_ready(
+                f"{outcome.message} (last input problem: {recent})" if recent else outcome.message
+            )
 
     def _handle_event(self, ev: RuntimeEvent) -> None:
         if ev.kind == "chunk" and ev.chunk is not None:
             p = self.params or NodeParams()
-            self.outputs.publish_chunk(ev, frame_id=p.frame_id, video_rate_hz=p.predicted_video_max_rate_hz
-                                       if p.publish_predicted_video else None)
+            self.outputs.publish_chunk(
+                ev,
+                frame_id=p.frame_id,
+                video_rate_hz=p.predicted_video_max_rate_hz if p.publish_predicted_video else None,
+            )
             self.status.chunk_published(ev.chunk.chunk_id, ev.latency_s)
         elif ev.kind == "bad_input":
             self.inputs.note_rejection(ev.message)
@@ -328,8 +351,9 @@ class PolicyNode(LifecycleNode):
         elif ev.kind in ("error", "timeout"):
             p = self.params or NodeParams()
             self._retry_after_ns = self.get_clock().now().nanoseconds + int(p.backend_retry_s * 1e9)
-            self.status.backend_failed(f"backend {ev.kind}: {ev.message}; new session, retrying in "
-                                       f"{p.backend_retry_s:.1f} s")
+            self.status.backend_failed(
+                f"backend {ev.kind}: {ev.message}; new session, retrying in {p.backend_retry_s:.1f} s"
+            )
             self.get_logger().error(f"backend {ev.kind}: {ev.message}", throttle_duration_sec=2.0)
         # "discarded": a result of an earlier session (reset while it ran); dropping it is correct.
 
@@ -341,8 +365,12 @@ class PolicyNode(LifecycleNode):
         rt = self.runtime
         if rt is None:
             return rep
-        return replace(rep, dropped_observations=rt.worker.stats.dropped, stale_inputs=rt.stale_inputs,
-                       rejected_inputs=rt.rejected_inputs + self.inputs.precheck_rejected + rep.rejected_inputs)
+        return replace(
+            rep,
+            dropped_observations=rt.worker.stats.dropped,
+            stale_inputs=rt.stale_inputs,
+            rejected_inputs=rt.rejected_inputs + self.inputs.precheck_rejected + rep.rejected_inputs,
+        )
 
     def _publish_status(self) -> None:
         self.outputs.publish_status(self.report(), self.get_clock().now().nanoseconds)
@@ -362,8 +390,9 @@ def main(args: list[str] | None = None) -> int:
     After the last callback: stop the worker and free the model, then destroy the node
     (:mod:`embodiment_adapters.nodes.process` has the order and why).
     """
-    return run_node(PolicyNode, lambda: PoolExecutor(num_threads=4), args,
-                    before_destroy=lambda node: node.shutdown_resources())
+    return run_node(
+        PolicyNode, lambda: PoolExecutor(num_threads=4), args, before_destroy=lambda node: node.shutdown_resources()
+    )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,12 @@ class RunTaskServer:
         self._lock = threading.Lock()
         self._running = False
         self._server = ActionServer(
-            node, RunTask, "~/run_task", execute_callback=self._execute,
-            goal_callback=self._on_goal, cancel_callback=self._on_cancel,
+            node,
+            RunTask,
+            "~/run_task",
+            execute_callback=self._execute,
+            goal_callback=self._on_goal,
+            cancel_callback=self._on_cancel,
             callback_group=ReentrantCallbackGroup(),
         )
 
@@ -102,8 +106,13 @@ class RunTaskServer:
                 break
             if limit > 0 and elapsed >= limit:
                 break
-            fb = RunTask.Feedback(session_id=rep.session_id, chunk_id=rep.last_chunk_id,
-                                  last_latency_s=rep.last_latency_s, state=int(rep.state), elapsed_s=elapsed)
+            fb = RunTask.Feedback(
+                session_id=rep.session_id,
+                chunk_id=rep.last_chunk_id,
+                last_latency_s=rep.last_latency_s,
+                state=int(rep.state),
+                elapsed_s=elapsed,
+            )
             goal_handle.publish_feedback(fb)
             time.sleep(FEEDBACK_PERIOD_S)
         rep = node.report()  # before the clear below starts a new session

@@ -129,13 +129,19 @@ class StatusTracker:
         with self._lock:
             lat = np.asarray(self._latencies, dtype=np.float64)
             return StatusReport(
-                state=self._state, message=self._message, session_id=self._session_id,
-                last_chunk_id=self._last_chunk_id, chunks_published=self._chunks,
+                state=self._state,
+                message=self._message,
+                session_id=self._session_id,
+                last_chunk_id=self._last_chunk_id,
+                chunks_published=self._chunks,
                 last_latency_s=self._last_latency,
                 mean_latency_s=float(lat.mean()) if lat.size else 0.0,
                 p95_latency_s=float(np.percentile(lat, 95)) if lat.size else 0.0,
-                dropped_observations=self._dropped, stale_inputs=self._stale,
-                rejected_inputs=self._rejected, backend_errors=self._backend_errors,
+                dropped_observations=self._dropped,
+                stale_inputs=self._stale,
+                rejected_inputs=self._rejected,
+                backend_errors=self._backend_errors,
                 last_input_problem=self._last_input_problem,
-                backend=self.backend, model_id=self.model_id,
+                backend=self.backend,
+                model_id=self.model_id,
             )

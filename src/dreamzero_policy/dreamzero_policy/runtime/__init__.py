@@ -48,7 +48,21 @@ from dreamzero_policy.runtime.session import CallPlan, Session
 from dreamzero_policy.runtime.worker import InferenceWorker, WorkResult
 
 __all__ = [
-    "BufferLimits", "CallPlan", "CameraSpec", "ChunkData", "InferenceWorker", "IoSpec", "NormStats",
-    "ObservationBuffers", "PolicyRuntime", "RuntimeEvent", "Session", "Snapshot", "TickOutcome",
-    "WorkResult", "load_io_spec", "make_chunk", "parse_io_spec",
+    "BufferLimits",
+    "CallPlan",
+    "CameraSpec",
+    "ChunkData",
+    "InferenceWorker",
+    "IoSpec",
+    "NormStats",
+    "ObservationBuffers",
+    "PolicyRuntime",
+    "RuntimeEvent",
+    "Session",
+    "Snapshot",
+    "TickOutcome",
+    "WorkResult",
+    "load_io_spec",
+    "make_chunk",
+    "parse_io_spec",
 ]

@@ -35,13 +35,13 @@ NS = 1_000_000_000
 class BufferLimits:
     """Freshness and consistency limits (seconds)."""
 
-    max_age_s: float = 0.2          # newest frame / joint state of each required input vs. now
-    max_skew_s: float = 0.05        # spread of the newest frames used across cameras
-    max_joint_gap_s: float = 0.1    # joint samples bracketing the observation time may be this far apart
-    history_s: float = 2.5          # frame history kept per camera
+    max_age_s: float = 0.2  # newest frame / joint state of each required input vs. now
+    max_skew_s: float = 0.05  # spread of the newest frames used across cameras
+    max_joint_gap_s: float = 0.1  # joint samples bracketing the observation time may be this far apart
+    history_s: float = 2.5  # frame history kept per camera
     store_period_s: float = 1.0 / 15.0  # at most one stored frame per period (memory bound)
     backwards_tolerance_s: float = 0.0  # stamps may go back this much before it counts as a time jump
-    reject_extra_joints: bool = False   # extra names in JointState are fine by default (other joints)
+    reject_extra_joints: bool = False  # extra names in JointState are fine by default (other joints)
 
     def __post_init__(self) -> None:
         for name in ("max_age_s", "max_skew_s", "max_joint_gap_s", "history_s", "store_period_s"):
@@ -96,8 +96,9 @@ class _Ring:
 class ObservationBuffers:
     """Thread-safe input cache for one embodiment spec (see module docstring)."""
 
-    def __init__(self, spec: IoSpec, limits: BufferLimits | None = None,
-                 joint_state_topic: str = "/joint_states") -> None:
+    def __init__(
+        self, spec: IoSpec, limits: BufferLimits | None = None, joint_state_topic: str = "/joint_states"
+    ) -> None:
         self.spec = spec
         self.limits = limits or BufferLimits()
         self.joint_state_topic = joint_state_topic
@@ -110,8 +111,8 @@ class ObservationBuffers:
         self._names = (*spec.state_joints, *([spec.gripper_joint] if spec.gripper_joint else []))
         self._joints: deque[tuple[int, np.ndarray]] = deque(maxlen=256)
         self._last_now_ns: int | None = None
-        self.epoch = 0              # bumped on every clear (time jump or explicit)
-        self.time_jumps = 0         # backwards-time events seen
+        self.epoch = 0  # bumped on every clear (time jump or explicit)
+        self.time_jumps = 0  # backwards-time events seen
         self.last_jump_message = ""
 
     # ------------------------------------------------------------------ producers (callbacks)
@@ -191,8 +192,9 @@ class ObservationBuffers:
                 if age > lim.max_age_s:
                     if cam.required:
                         raise ObservationError(
-                            f"camera {cam.name} is stale: newest frame {age:.3f} s old "
-                            f"(limit {lim.max_age_s:.3f} s)", "stale")
+                            f"camera {cam.name} is stale: newest frame {age:.3f} s old (limit {lim.max_age_s:.3f} s)",
+                            "stale",
+                        )
                     missing_opt.append(cam.name)
                     continue
                 newest[cam.name] = ring.items[-1][0]
@@ -203,7 +205,8 @@ class ObservationBuffers:
             j_age = (now_ns - self._joints[-1][0]) / NS
             if j_age > lim.max_age_s:
                 raise ObservationError(
-                    f"joint states are stale: newest {j_age:.3f} s old (limit {lim.max_age_s:.3f} s)", "stale")
+                    f"joint states are stale: newest {j_age:.3f} s old (limit {lim.max_age_s:.3f} s)", "stale"
+                )
 
             # The reference is the newest stamp all cameras have reached; each camera contributes
             # its frame nearest to it, and the spread of those stamps is the skew.
@@ -214,7 +217,8 @@ class ObservationBuffers:
             if skew > lim.max_skew_s:
                 worst = max(chosen, key=lambda n: abs(chosen[n][0] - t_ref))
                 raise ObservationError(
-                    f"camera skew {skew:.3f} s exceeds {lim.max_skew_s:.3f} s (worst: {worst})", "skew")
+                    f"camera skew {skew:.3f} s exceeds {lim.max_skew_s:.3f} s (worst: {worst})", "skew"
+                )
             t_obs = max(stamps)
 
             frames: dict[str, list[Any]] = {}
@@ -246,9 +250,15 @@ class ObservationBuffers:
             j_stamp = self._joints[-1][0]
             sources.append((self.joint_state_topic, j_stamp, (now_ns - j_stamp) / NS))
         return Snapshot(
-            stamp_ns=t_obs, created_ns=now_ns, n_frames=n_frames, frames=frames,
-            frame_stamps_ns=frame_stamps, state_raw=state, sources=tuple(sources),
-            padded_frames=padded, missing_optional=tuple(missing_opt),
+            stamp_ns=t_obs,
+            created_ns=now_ns,
+            n_frames=n_frames,
+            frames=frames,
+            frame_stamps_ns=frame_stamps,
+            state_raw=state,
+            sources=tuple(sources),
+            padded_frames=padded,
+            missing_optional=tuple(missing_opt),
         )
 
     # ------------------------------------------------------------------ internals
@@ -261,12 +271,12 @@ class ObservationBuffers:
         if t_ns >= items[-1][0]:
             if t_ns - items[-1][0] > gap_ns:
                 raise ObservationError(
-                    f"joint states end {(t_ns - items[-1][0]) / NS:.3f} s before the observation time", "stale")
+                    f"joint states end {(t_ns - items[-1][0]) / NS:.3f} s before the observation time", "stale"
+                )
             return items[-1][1].copy()
         if t_ns <= items[0][0]:
             if items[0][0] - t_ns > gap_ns:
-                raise ObservationError("joint state history does not reach back to the observation time",
-                                       "history")
+                raise ObservationError("joint state history does not reach back to the observation time", "history")
             return items[0][1].copy()
         # Newest-first scan: the observation time is almost always near the end.
         for i in range(len(items) - 1, 0, -1):
@@ -275,7 +285,8 @@ class ObservationBuffers:
             if t0 <= t_ns <= t1:
                 if t1 - t0 > gap_ns:
                     raise ObservationError(
-                        f"joint state gap of {(t1 - t0) / NS:.3f} s around the observation time", "stale")
+                        f"joint state gap of {(t1 - t0) / NS:.3f} s around the observation time", "stale"
+                    )
                 w = (t_ns - t0) / (t1 - t0)
                 return (1.0 - w) * v0 + w * v1
         raise AssertionError("unreachable: bracketing samples must exist")

@@ -284,10 +284,12 @@ def parse_io_spec(data: dict[str, Any], stats_override: dict[str, NormStats] | N
     state_dim = len(joints) + (1 if gripper else 0)
     norm = data.get("normalization") or {}
     stats = dict(stats_override or {})
-    state_stats = stats.get("state") or (_stats(norm["state"], state_dim, "normalization.state")
-                                         if "state" in norm else None)
-    action_stats = stats.get("action") or (_stats(norm["action"], len(names), "normalization.action")
-                                           if "action" in norm else None)
+    state_stats = stats.get("state") or (
+        _stats(norm["state"], state_dim, "normalization.state") if "state" in norm else None
+    )
+    action_stats = stats.get("action") or (
+        _stats(norm["action"], len(names), "normalization.action") if "action" in norm else None
+    )
     if state_stats is not None and state_stats.q01.shape != (state_dim,):
         raise IoSpecError(f"normalization.state: expected {state_dim} values, got {state_stats.q01.shape}")
     if action_stats is not None and action_stats.q01.shape != (len(names),):
@@ -327,8 +329,9 @@ def parse_io_spec(data: dict[str, Any], stats_override: dict[str, NormStats] | N
     )
 
 
-def load_io_spec(path_or_name: str | Path, config_dir: str | Path | None = None,
-                 stats_override: dict[str, NormStats] | None = None) -> IoSpec:
+def load_io_spec(
+    path_or_name: str | Path, config_dir: str | Path | None = None, stats_override: dict[str, NormStats] | None = None
+) -> IoSpec:
     """Load ``<config_dir>/<name>.yaml`` (or a path to a YAML file) and validate it."""
     path = Path(path_or_name)
     if path.suffix not in (".yaml", ".yml"):
@@ -361,8 +364,9 @@ def default_config_dir() -> Path:
         raise IoSpecError(f"spec: cannot locate config/embodiments ({exc})") from exc
 
 
-def stats_from_metadata(path: str | Path, embodiment_tag: str, state_keys: list[str],
-                        action_keys: list[str]) -> dict[str, NormStats]:
+def stats_from_metadata(
+    path: str | Path, embodiment_tag: str, state_keys: list[str], action_keys: list[str]
+) -> dict[str, NormStats]:
     """q01/q99 from a DreamZero checkpoint's ``experiment_cfg/metadata.json``.
 
     Layout: ``{<tag>: {"statistics": {"state"|"action": {<key>: {"q01": [...], "q99": [...]}}}}}``;

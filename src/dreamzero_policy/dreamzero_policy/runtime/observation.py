@@ -56,7 +56,7 @@ def resize_with_pad(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return np.ascontiguousarray(resized)
     out = np.zeros((h, w, 3), dtype=np.uint8)
     top, left = (h - nh) // 2, (w - nw) // 2
-    out[top:top + nh, left:left + nw] = resized
+    out[top : top + nh, left : left + nw] = resized
     return out
 
 
@@ -67,7 +67,7 @@ def center_crop(img: np.ndarray, fraction: float) -> np.ndarray:
     ih, iw = img.shape[:2]
     ch, cw = max(1, round(ih * fraction)), max(1, round(iw * fraction))
     top, left = (ih - ch) // 2, (iw - cw) // 2
-    return img[top:top + ch, left:left + cw]
+    return img[top : top + ch, left : left + cw]
 
 
 def state_vector(spec: IoSpec, state_raw: np.ndarray) -> np.ndarray:
@@ -148,11 +148,11 @@ def request_images(spec: IoSpec, request: Mapping[str, Any]) -> dict[str, np.nda
             arr = arr[None]
         if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
             raise ObservationError(
-                f"request: {cam.request_key!r} must be uint8 (H, W, 3) or (T, H, W, 3), "
-                f"got {arr.dtype} {arr.shape}", "bad_input")
+                f"request: {cam.request_key!r} must be uint8 (H, W, 3) or (T, H, W, 3), got {arr.dtype} {arr.shape}",
+                "bad_input",
+            )
         if n is not None and arr.shape[0] != n:
-            raise ObservationError(f"request: {cam.request_key!r} has {arr.shape[0]} frames, expected {n}",
-                                   "bad_input")
+            raise ObservationError(f"request: {cam.request_key!r} has {arr.shape[0]} frames, expected {n}", "bad_input")
         n = arr.shape[0]
         images[cam.name] = arr
     return images
@@ -181,8 +181,7 @@ def build_mosaic(spec: IoSpec, images: Mapping[str, np.ndarray], out_size: tuple
     H, W = out_size
     rows, cols = len(spec.mosaic), len(spec.mosaic[0])
     if H % rows or W % cols:
-        raise ObservationError(f"mosaic: model size {out_size} is not divisible by the {rows}x{cols} grid",
-                               "bad_input")
+        raise ObservationError(f"mosaic: model size {out_size} is not divisible by the {rows}x{cols} grid", "bad_input")
     ch, cw = H // rows, W // cols
     T = next(iter(images.values())).shape[0]
     out = np.zeros((T, H, W, 3), dtype=np.uint8)
@@ -198,8 +197,7 @@ def build_mosaic(spec: IoSpec, images: Mapping[str, np.ndarray], out_size: tuple
             y0, x0, th, tw = r * ch, c * cw, (r1 - r) * ch, (c1 - c) * cw
             stack = images[name]
             if stack.shape[0] != T:
-                raise ObservationError(f"mosaic: camera {name} has {stack.shape[0]} frames, expected {T}",
-                                       "bad_input")
+                raise ObservationError(f"mosaic: camera {name} has {stack.shape[0]} frames, expected {T}", "bad_input")
             for t in range(T):
-                out[t, y0:y0 + th, x0:x0 + tw] = _resize(center_crop(stack[t], spec.crop_fraction), th, tw)
+                out[t, y0 : y0 + th, x0 : x0 + tw] = _resize(center_crop(stack[t], spec.crop_fraction), th, tw)
     return out

@@ -38,9 +38,9 @@ class Job:
     snapshot: Snapshot
     plan: CallPlan
     prompt: str
-    submit_now_ns: int          # node clock at submit
+    submit_now_ns: int  # node clock at submit
     return_video: bool
-    started_now_ns: int = 0     # node clock when the worker started it
+    started_now_ns: int = 0  # node clock when the worker started it
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,11 @@ class RuntimeEvent:
     message: str = ""
     chunk: ChunkData | None = None
     session_id: str = ""
-    stamp_ns: int = 0                                   # observation time
-    sources: tuple[tuple[str, int, float], ...] = ()    # (topic, stamp_ns, age_s) for ObservationStamp
+    stamp_ns: int = 0  # observation time
+    sources: tuple[tuple[str, int, float], ...] = ()  # (topic, stamp_ns, age_s) for ObservationStamp
     latency_s: float = 0.0
     late: bool = False
-    video: np.ndarray | None = None                     # predicted frames uint8 (T, H, W, 3) if asked
+    video: np.ndarray | None = None  # predicted frames uint8 (T, H, W, 3) if asked
 
 
 class PolicyRuntime:
@@ -80,10 +80,19 @@ class PolicyRuntime:
     is idle then, so it starts at once), which is exact enough for ROS-free use.
     """
 
-    def __init__(self, spec: IoSpec, backend: PolicyBackend, *, limits: BufferLimits | None = None,
-                 timeout_s: float | None = None, decode: Callable[[Any], np.ndarray] | None = None,
-                 joint_state_topic: str = "/joint_states", frame_id: str = "",
-                 max_calls_per_context: int = 4, clock_ns: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        spec: IoSpec,
+        backend: PolicyBackend,
+        *,
+        limits: BufferLimits | None = None,
+        timeout_s: float | None = None,
+        decode: Callable[[Any], np.ndarray] | None = None,
+        joint_state_topic: str = "/joint_states",
+        frame_id: str = "",
+        max_calls_per_context: int = 4,
+        clock_ns: Callable[[], int] | None = None,
+    ) -> None:
         if decode is None:
             from dreamzero_policy.core.images import decode_any_image
 
@@ -190,8 +199,9 @@ class PolicyRuntime:
         # frames twice would corrupt it (and the chunk would repeat the previous one's stamp).
         last_session, last_stamp = self._last_submitted
         if last_session == plan.session_id and snap.stamp_ns <= last_stamp:
-            return TickOutcome(False, "no_new_observation", "waiting for an observation newer than the last one used",
-                               restarted)
+            return TickOutcome(
+                False, "no_new_observation", "waiting for an observation newer than the last one used", restarted
+            )
         self._last_submitted = (plan.session_id, snap.stamp_ns)
         job = Job(snap, plan, self.session.prompt, now_ns, self.return_video)
         self.worker.submit(job)
@@ -202,8 +212,13 @@ class PolicyRuntime:
         events = []
         for res in self.worker.poll():
             job: Job = res.item
-            base = {"session_id": job.plan.session_id, "stamp_ns": job.snapshot.stamp_ns,
-                    "sources": job.snapshot.sources, "latency_s": res.duration_s, "late": res.late}
+            base = {
+                "session_id": job.plan.session_id,
+                "stamp_ns": job.snapshot.stamp_ns,
+                "sources": job.snapshot.sources,
+                "latency_s": res.duration_s,
+                "late": res.late,
+            }
             if res.ok:
                 events.append(self._chunk_event(job, res.value, res.started_ns, res.finished_ns, base))
                 continue
@@ -252,28 +267,35 @@ class PolicyRuntime:
         """Worker thread: decode + assemble + backend call."""
         job.started_now_ns = self._clock_ns() if self._clock_ns is not None else job.submit_now_ns
         snap = job.snapshot
-        request = build_request(self.spec, snap.frames, snap.state_raw, job.prompt, job.plan.session_id,
-                                decode=self._decode)
+        request = build_request(
+            self.spec, snap.frames, snap.state_raw, job.prompt, job.plan.session_id, decode=self._decode
+        )
         if job.return_video:
             request["return_video"] = True
         result = self.backend.infer(request)
         result["actions"] = check_actions(result, self.spec.action_dim)
         return result
 
-    def _chunk_event(self, job: Job, result: dict[str, Any], started: int, finished: int,
-                     base: dict[str, Any]) -> RuntimeEvent:
+    def _chunk_event(
+        self, job: Job, result: dict[str, Any], started: int, finished: int, base: dict[str, Any]
+    ) -> RuntimeEvent:
         chunk_id = self.session.accept(job.plan.session_id)
         if chunk_id is None:
             return RuntimeEvent("discarded", "result of an earlier session", **base)
         try:
-            chunk = make_chunk(self.spec, result["actions"], stamp_ns=job.snapshot.stamp_ns,
-                               session_id=job.plan.session_id, chunk_id=chunk_id,
-                               inference_started_ns=job.started_now_ns,
-                               inference_latency_ns=finished - started, frame_id=self.frame_id)
+            chunk = make_chunk(
+                self.spec,
+                result["actions"],
+                stamp_ns=job.snapshot.stamp_ns,
+                session_id=job.plan.session_id,
+                chunk_id=chunk_id,
+                inference_started_ns=job.started_now_ns,
+                inference_latency_ns=finished - started,
+                frame_id=self.frame_id,
+            )
         except (BackendError, IoSpecError) as exc:
             self.session.new("backend error")
             return RuntimeEvent("error", str(exc), **base)
         self.latencies_s.append((finished - started) / 1e9)
         video = result.get("video")
-        return RuntimeEvent("chunk", "", chunk=chunk, video=video if isinstance(video, np.ndarray) else None,
-                            **base)
+        return RuntimeEvent("chunk", "", chunk=chunk, video=video if isinstance(video, np.ndarray) else None, **base)

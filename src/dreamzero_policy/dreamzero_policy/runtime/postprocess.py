@@ -99,12 +99,12 @@ class ChunkData:
     ``data`` is (horizon, len(names)) float64; ``flat_data()`` gives the row-major list for the message.
     """
 
-    stamp_ns: int                 # capture time of the newest observation used
+    stamp_ns: int  # capture time of the newest observation used
     frame_id: str
     session_id: str
     chunk_id: int
     embodiment: str
-    action_space: int             # ActionChunk constant
+    action_space: int  # ActionChunk constant
     step_duration_ns: int
     horizon: int
     execute_horizon: int

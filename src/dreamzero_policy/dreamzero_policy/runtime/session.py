@@ -25,15 +25,20 @@ class CallPlan:
 
     session_id: str
     n_frames: int
-    first_call: bool          # first call of the session (model context starts)
-    context_call: int         # 0-based call index within the model's current KV-cache lifetime
+    first_call: bool  # first call of the session (model context starts)
+    context_call: int  # 0-based call index within the model's current KV-cache lifetime
 
 
 class Session:
     """Session id, chunk counter and the model's frame rules. Thread-safe."""
 
-    def __init__(self, frames_first_call: int, frames_per_call: int, max_calls_per_context: int = 4,
-                 id_factory: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        frames_first_call: int,
+        frames_per_call: int,
+        max_calls_per_context: int = 4,
+        id_factory: Callable[[], str] | None = None,
+    ) -> None:
         if frames_first_call < 1 or frames_per_call < 1 or max_calls_per_context < 1:
             raise ValueError("frame counts and max_calls_per_context must be >= 1")
         self.frames_first_call = frames_first_call

@@ -30,9 +30,9 @@ class WorkResult:
     kind: str
     value: Any = None
     error: str = ""
-    started_ns: int = 0           # clock_ns() when processing began
-    finished_ns: int = 0          # when it ended (for a timeout result: when the timeout was noticed)
-    late: bool = False            # finished after a timeout result was already reported
+    started_ns: int = 0  # clock_ns() when processing began
+    finished_ns: int = 0  # when it ended (for a timeout result: when the timeout was noticed)
+    late: bool = False  # finished after a timeout result was already reported
 
     @property
     def ok(self) -> bool:
@@ -46,20 +46,25 @@ class WorkResult:
 @dataclass
 class WorkerStats:
     submitted: int = 0
-    dropped: int = 0              # waiting items replaced by newer ones
+    dropped: int = 0  # waiting items replaced by newer ones
     completed: int = 0
     failed: int = 0
     timeouts: int = 0
-    results_dropped: int = 0      # results nobody polled before the result queue filled
+    results_dropped: int = 0  # results nobody polled before the result queue filled
     durations_s: deque[float] = field(default_factory=lambda: deque(maxlen=200))
 
 
 class InferenceWorker:
     """Runs ``process(item) -> value`` on a single background thread (see module docstring)."""
 
-    def __init__(self, process: Callable[[Any], Any], timeout_s: float | None = None,
-                 clock_ns: Callable[[], int] = time.monotonic_ns, name: str = "dreamzero-inference",
-                 max_results: int = 8) -> None:
+    def __init__(
+        self,
+        process: Callable[[Any], Any],
+        timeout_s: float | None = None,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        name: str = "dreamzero-inference",
+        max_results: int = 8,
+    ) -> None:
         if timeout_s is not None and timeout_s <= 0:
             raise ValueError("timeout_s must be positive or None")
         self._process = process
@@ -185,10 +190,15 @@ class InferenceWorker:
         if (now - self._current_started) / 1e9 > self.timeout_s:
             self._current_timed_out = True
             self.stats.timeouts += 1
-            self._push_locked(WorkResult(
-                self._current, "timeout",
-                error=f"inference exceeded {self.timeout_s:.3f} s",
-                started_ns=self._current_started, finished_ns=now))
+            self._push_locked(
+                WorkResult(
+                    self._current,
+                    "timeout",
+                    error=f"inference exceeded {self.timeout_s:.3f} s",
+                    started_ns=self._current_started,
+                    finished_ns=now,
+                )
+            )
 
     def _push_locked(self, result: WorkResult) -> None:
         if len(self._results) >= self._max_results:

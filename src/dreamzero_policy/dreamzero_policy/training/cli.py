@@ -40,24 +40,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG.format(recipes="\n".join(f"  {n:14s} {RECIPES[n]['description']}" for n in recipe_names()))
     parser.add_argument("--recipe", "-r", default="full", help=f"named recipe: {', '.join(recipe_names())}")
-    parser.add_argument("--data", "-d", action="append", default=[], metavar="PATH[:WEIGHT]",
-                        help="converted robot dataset, optional mixture weight (repeatable)")
-    parser.add_argument("--video-data", action="append", default=[], metavar="PATH[:WEIGHT]",
-                        help="dataset used for the video loss only (every episode treated as video-only)")
+    parser.add_argument(
+        "--data",
+        "-d",
+        action="append",
+        default=[],
+        metavar="PATH[:WEIGHT]",
+        help="converted robot dataset, optional mixture weight (repeatable)",
+    )
+    parser.add_argument(
+        "--video-data",
+        action="append",
+        default=[],
+        metavar="PATH[:WEIGHT]",
+        help="dataset used for the video loss only (every episode treated as video-only)",
+    )
     parser.add_argument("--output", "-o", type=Path, help="run folder (checkpoints, metrics, loss.png)")
     parser.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in RUN from its last checkpoint")
     parser.add_argument("--preset", help="model preset when not starting from a checkpoint (tiny, small, ...)")
     parser.add_argument("--init", help="initial checkpoint (our pipeline format, e.g. an imported official one)")
-    parser.add_argument("--embodiment", "-e",
-                        help="I/O spec name in config/embodiments or a YAML path (default: derived from the data)")
+    parser.add_argument(
+        "--embodiment", "-e", help="I/O spec name in config/embodiments or a YAML path (default: derived from the data)"
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--lora", action="store_const", const="lora", dest="finetune", help="train LoRA adapters")
     mode.add_argument("--full", action="store_const", const="full", dest="finetune", help="full fine-tuning")
     parser.add_argument("--max-steps", type=int, help="optimiser steps (overrides the recipe)")
     parser.add_argument("--batch-size", type=int, help="samples per step per process")
     parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any recipe field, e.g. --set num_chunks=2 --set gradient_checkpointing=true")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any recipe field, e.g. --set num_chunks=2 --set gradient_checkpointing=true",
+    )
     parser.add_argument("--device", choices=("auto", "cpu"), default="auto", help="cpu forces CPU training")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing run in --output first")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -65,8 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     out = parse_overrides(args.set)
-    for key, value in (("preset", args.preset), ("init_checkpoint", args.init), ("finetune", args.finetune),
-                       ("max_steps", args.max_steps), ("batch_size", args.batch_size), ("learning_rate", args.lr)):
+    for key, value in (
+        ("preset", args.preset),
+        ("init_checkpoint", args.init),
+        ("finetune", args.finetune),
+        ("max_steps", args.max_steps),
+        ("batch_size", args.batch_size),
+        ("learning_rate", args.lr),
+    ):
         if value is not None:
             out[key] = value
     return out
@@ -93,11 +116,17 @@ def run(args: argparse.Namespace) -> int:
             sources = [parse_source(d) for d in args.data] + [parse_source(d, True) for d in args.video_data]
             for s in sources:
                 if not (s.path / "meta" / "info.json").is_file():
-                    print(f"dreamzero train: {s.path} is not a converted dataset (no meta/info.json)",
-                          file=sys.stderr)
+                    print(f"dreamzero train: {s.path} is not a converted dataset (no meta/info.json)", file=sys.stderr)
                     return EXIT_USAGE
-            trainer = Trainer(config, sources, args.output, args.embodiment, device=device,
-                              progress=not args.no_progress, overwrite=args.overwrite)
+            trainer = Trainer(
+                config,
+                sources,
+                args.output,
+                args.embodiment,
+                device=device,
+                progress=not args.no_progress,
+                overwrite=args.overwrite,
+            )
         result = trainer.run()
     except TrainingError as exc:
         print(f"dreamzero train: {exc}", file=sys.stderr)

@@ -97,8 +97,18 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("lora_rank", "num_chunks", "batch_size", "grad_accum_steps", "max_steps", "save_every",
-                     "eval_every", "log_every", "keep_checkpoints", "eval_samples"):
+        for name in (
+            "lora_rank",
+            "num_chunks",
+            "batch_size",
+            "grad_accum_steps",
+            "max_steps",
+            "save_every",
+            "eval_every",
+            "log_every",
+            "keep_checkpoints",
+            "eval_samples",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise TrainingError(f"{name} must be a positive int, got {v!r}")
@@ -106,8 +116,12 @@ class TrainConfig:
             raise TrainingError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.eval_inference_steps is not None and self.eval_inference_steps <= 0:
             raise TrainingError(f"eval_inference_steps must be positive or None, got {self.eval_inference_steps}")
-        for name, allowed in (("finetune", FINETUNE_MODES), ("mixed_precision", MIXED_PRECISION),
-                              ("video_noise", VIDEO_NOISE), ("lr_schedule", ("cosine", "constant"))):
+        for name, allowed in (
+            ("finetune", FINETUNE_MODES),
+            ("mixed_precision", MIXED_PRECISION),
+            ("video_noise", VIDEO_NOISE),
+            ("lr_schedule", ("cosine", "constant")),
+        ):
             if getattr(self, name) not in allowed:
                 raise TrainingError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         for name in ("learning_rate", "lora_alpha", "eps", "max_grad_norm"):
@@ -171,23 +185,29 @@ RECIPES: dict[str, dict[str, Any]] = {
     ),
     "lora": dict(
         description="LoRA rank 4 / alpha 4 on attention + FFN, action register fully trained "
-                    "(official droid_training_lora: LR 1e-4).",
-        finetune="lora", learning_rate=1e-4,
+        "(official droid_training_lora: LR 1e-4).",
+        finetune="lora",
+        learning_rate=1e-4,
     ),
     "adapt": dict(
         description="New embodiment from a pretrained checkpoint (official agibot/yam recipe: LoRA, LR 1e-5, "
-                    "5000 steps); the I/O profile, prompt template and statistics come from the new data.",
-        finetune="lora", learning_rate=1e-5, max_steps=5000, requires_init_checkpoint=True,
+        "5000 steps); the I/O profile, prompt template and statistics come from the new data.",
+        finetune="lora",
+        learning_rate=1e-5,
+        max_steps=5000,
+        requires_init_checkpoint=True,
     ),
     "cotrain-video": dict(
         description="Robot data + video-only data (human or other robots): video-only samples train the video "
-                    "loss only (has_action = 0).",
+        "loss only (has_action = 0).",
         requires_video_only_data=True,
     ),
     "flash": dict(
         description="DreamZero-Flash: decoupled video/action noise (video biased to high noise, actions uniform "
-                    "and independent) so one denoising step yields clean actions; evaluated with 1 step.",
-        decouple_action_noise=True, video_noise="high", eval_inference_steps=1,
+        "and independent) so one denoising step yields clean actions; evaluated with 1 step.",
+        decouple_action_noise=True,
+        video_noise="high",
+        eval_inference_steps=1,
     ),
     "action-only": dict(
         description="Baseline: the same network with the video loss switched off (action loss only).",

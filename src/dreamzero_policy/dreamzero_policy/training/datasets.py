@@ -120,8 +120,10 @@ class _Source:
         self.reader = DatasetReader(spec.path)
         missing = [c for c in cameras if c not in self.reader.video_keys]
         if missing:
-            raise TrainingError(f"{spec.path}: video keys {missing} of the embodiment are missing "
-                                f"(dataset has {self.reader.video_keys})")
+            raise TrainingError(
+                f"{spec.path}: video keys {missing} of the embodiment are missing "
+                f"(dataset has {self.reader.video_keys})"
+            )
         self.lengths = [int(e["length"]) for e in self.reader.episodes]
         self.video_only = [spec.video_only or bool(e.get("video_only", False)) for e in self.reader.episodes]
         self.geometry = geometry
@@ -130,8 +132,11 @@ class _Source:
 
     def anchors(self, episodes: Sequence[int]) -> np.ndarray:
         """(N, 2) int64 [episode, anchor] for every anchor with a full sample inside its episode."""
-        rows = [np.stack([np.full(n, e), np.arange(n)], 1)
-                for e in episodes if (n := self.lengths[e] - self.geometry.span) > 0]
+        rows = [
+            np.stack([np.full(n, e), np.arange(n)], 1)
+            for e in episodes
+            if (n := self.lengths[e] - self.geometry.span) > 0
+        ]
         return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 2), np.int64)
 
     def video(self, episode: int, key: str) -> np.ndarray:
@@ -161,16 +166,23 @@ class ChunkDataset(Dataset):
     (absolute robot-unit targets, zeros without actions); prompt: str.
     """
 
-    def __init__(self, sources: Sequence[DataSource], layout: DataLayout, model_config: Any, config: TrainConfig,
-                 split: str = "train") -> None:
+    def __init__(
+        self,
+        sources: Sequence[DataSource],
+        layout: DataLayout,
+        model_config: Any,
+        config: TrainConfig,
+        split: str = "train",
+    ) -> None:
         if not sources:
             raise TrainingError("no training data: pass at least one --data PATH")
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         mc = model_config
         self.layout, self.config, self.model_config, self.split = layout, config, mc, split
-        self.geometry = ChunkGeometry(mc.num_action_per_block, config.num_chunks,
-                                      mc.encoders.vae_temporal_factor * mc.num_frame_per_block)
+        self.geometry = ChunkGeometry(
+            mc.num_action_per_block, config.num_chunks, mc.encoders.vae_temporal_factor * mc.num_frame_per_block
+        )
         self.image_size = tuple(mc.image_size)
         self.mosaic_spec = dataclasses.replace(layout.spec, crop_fraction=1.0)  # we crop before tiling
         cams = [c.key for c in layout.spec.cameras]
@@ -192,9 +204,11 @@ class ChunkDataset(Dataset):
         if split == "train":
             for src, items in zip(self.sources, self.items, strict=True):
                 if len(items) == 0:
-                    raise TrainingError(f"{src.spec.path}: no episode is long enough for a sample of "
-                                        f"{self.geometry.span + 1} frames ({config.num_chunks} chunk(s) of "
-                                        f"{self.geometry.actions_per_chunk} actions + 1 frame)")
+                    raise TrainingError(
+                        f"{src.spec.path}: no episode is long enough for a sample of "
+                        f"{self.geometry.span + 1} frames ({config.num_chunks} chunk(s) of "
+                        f"{self.geometry.actions_per_chunk} actions + 1 frame)"
+                    )
 
     @property
     def sizes(self) -> list[int]:
@@ -223,17 +237,19 @@ class ChunkDataset(Dataset):
         spec = self.layout.spec
         frac = self.config.crop_fraction
         per_cam = {}
-        offsets = (rng.uniform(size=2) if rng is not None else np.array([0.5, 0.5]))
+        offsets = rng.uniform(size=2) if rng is not None else np.array([0.5, 0.5])
         for cam in spec.cameras:
             frames = src.video(episode, cam.key)
             if rows[-1] >= len(frames):
-                raise TrainingError(f"{src.spec.path}: episode {episode} video {cam.key} has {len(frames)} frames, "
-                                    f"row {rows[-1]} requested")
+                raise TrainingError(
+                    f"{src.spec.path}: episode {episode} video {cam.key} has {len(frames)} frames, "
+                    f"row {rows[-1]} requested"
+                )
             padded = np.stack([resize_with_pad(frames[r], spec.request_size) for r in rows])
             h, w = padded.shape[1:3]
             ch, cw = max(1, round(h * frac)), max(1, round(w * frac))
             top, left = int(offsets[0] * (h - ch)), int(offsets[1] * (w - cw))
-            per_cam[cam.name] = np.ascontiguousarray(padded[:, top:top + ch, left:left + cw])
+            per_cam[cam.name] = np.ascontiguousarray(padded[:, top : top + ch, left : left + cw])
         video = build_mosaic(self.mosaic_spec, per_cam, self.image_size)
         if rng is not None and any(self.config.color_jitter):
             video = color_jitter(video, rng, self.config.color_jitter)
@@ -250,7 +266,7 @@ class ChunkDataset(Dataset):
         if raw is not None and raw.shape[1] == layout.state_dim and np.isfinite(raw).all():
             vec = layout.state_vectors(raw)
             rows = anchor + g.state_offsets()
-            state[:, :layout.state_dim] = np.repeat(normalize(vec[rows], layout.state_stats), s_per, axis=0)
+            state[:, : layout.state_dim] = np.repeat(normalize(vec[rows], layout.state_stats), s_per, axis=0)
             state_raw = vec[anchor].astype(np.float32)
         else:
             vec = None
@@ -259,14 +275,16 @@ class ChunkDataset(Dataset):
         actions_abs = np.zeros((nb * a_per, layout.action_dim), np.float32)
         has_action = not src.video_only[episode] and vec is not None and bool(ep.action)
         if has_action:
-            act = np.concatenate([ep.action[k] for k in layout.action_slices], 1)[anchor:anchor + nb * a_per]
+            act = np.concatenate([ep.action[k] for k in layout.action_slices], 1)[anchor : anchor + nb * a_per]
             if act.shape[1] != layout.action_dim or not np.isfinite(act).all():
-                raise TrainingError(f"{src.spec.path}: episode {episode} has {act.shape[1]} action columns or "
-                                    f"non-finite actions but is not flagged video-only")
+                raise TrainingError(
+                    f"{src.spec.path}: episode {episode} has {act.shape[1]} action columns or "
+                    f"non-finite actions but is not flagged video-only"
+                )
             chunk_anchor = anchor + (np.arange(nb * a_per) // a_per) * a_per
             target = layout.action_vectors(act, vec, chunk_anchor)
-            actions[:, :layout.action_dim] = normalize(target, layout.action_stats)
-            mask[:, :layout.action_dim] = 1.0
+            actions[:, : layout.action_dim] = normalize(target, layout.action_stats)
+            mask[:, : layout.action_dim] = 1.0
             absolute = target.copy()
             rel = layout.rel_state_col >= 0
             absolute[:, rel] += vec[chunk_anchor][:, layout.rel_state_col[rel]]
@@ -291,8 +309,15 @@ class MixtureSampler(Sampler):
     ``(seed, draw)``. ``start`` skips already-consumed positions (resume).
     """
 
-    def __init__(self, sizes: Sequence[int], weights: Sequence[float], seed: int = 0, start: int = 0,
-                 rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        weights: Sequence[float],
+        seed: int = 0,
+        start: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         if len(sizes) != len(weights) or not sizes:
             raise TrainingError("mixture: one weight per data source is needed")
         if any(n <= 0 for n in sizes):

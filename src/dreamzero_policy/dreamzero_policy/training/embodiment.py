@@ -126,13 +126,13 @@ def derive_spec_data(reader: DatasetReader, horizon: int, name: str | None = Non
     for key in reader.relative_stats:
         if key not in state_sl:
             raise TrainingError(f"{reader.root}: relative action key {key!r} has no state key of the same name")
-        relative += a_names[action_sl[key][0]:action_sl[key][1]]
+        relative += a_names[action_sl[key][0] : action_sl[key][1]]
     cams = reader.video_keys
     if not cams:
         raise TrainingError(f"{reader.root}: no video keys in modality.json")
     feats = reader.info.get("features", {})
     shape = feats.get(f"observation.images.{cams[0]}", {}).get("shape", [180, 320, 3])
-    grid = [cams[i:i + 2] for i in range(0, len(cams), 2)] if len(cams) > 1 else [[cams[0]]]
+    grid = [cams[i : i + 2] for i in range(0, len(cams), 2)] if len(cams) > 1 else [[cams[0]]]
     if len(grid[-1]) == 1 and len(cams) > 1:
         grid[-1].append(None)
     tag = reader.embodiment.get("embodiment_tag", "new_embodiment")
@@ -183,13 +183,15 @@ def build_layout(reader: DatasetReader, spec_data: dict[str, Any], horizon: int)
     a_dim = max((e for _, e in action_sl.values()), default=0)
     where = f"{reader.root} vs spec {spec.name!r}"
     if s_dim != spec.state_dim or a_dim != spec.action_dim:
-        raise TrainingError(f"{where}: dataset state/action have {s_dim}/{a_dim} columns, the spec "
-                            f"{spec.state_dim}/{spec.action_dim}")
+        raise TrainingError(
+            f"{where}: dataset state/action have {s_dim}/{a_dim} columns, the spec {spec.state_dim}/{spec.action_dim}"
+        )
     if abs(reader.fps - spec.fps) > 1e-6:
         raise TrainingError(f"{where}: dataset fps {reader.fps} != spec control.fps {spec.fps}")
     if spec.action_horizon != horizon:
-        raise TrainingError(f"{where}: spec control.action_horizon {spec.action_horizon} != the model's "
-                            f"{horizon} actions per chunk")
+        raise TrainingError(
+            f"{where}: spec control.action_horizon {spec.action_horizon} != the model's {horizon} actions per chunk"
+        )
     rel_state_col = np.full(a_dim, -1, np.int64)
     for key in reader.relative_stats:
         if key not in state_sl or key not in action_sl:
@@ -202,13 +204,27 @@ def build_layout(reader: DatasetReader, spec_data: dict[str, Any], horizon: int)
         runtime_col = state_index(spec, name) if spec.relative_action[col] else None
         data_col = int(rel_state_col[col]) if rel_state_col[col] >= 0 else None
         if runtime_col != data_col:
-            raise TrainingError(f"{where}: action {name!r} is relative to state column {runtime_col} at runtime "
-                                f"but to {data_col} in the dataset's relative statistics")
+            raise TrainingError(
+                f"{where}: action {name!r} is relative to state column {runtime_col} at runtime "
+                f"but to {data_col} in the dataset's relative statistics"
+            )
     gripper_state = spec.state_dim - 1 if spec.gripper_joint else None
-    gripper_actions = tuple(c for c, n in enumerate(spec.action_names)
-                            if spec.gripper_joint and n in ("gripper", spec.gripper_joint) and rel_state_col[c] < 0)
-    layout = DataLayout(spec, spec_data, state_sl, action_sl, rel_state_col, gripper_state, gripper_actions,
-                        NormStats(np.zeros(0), np.zeros(0)), NormStats(np.zeros(0), np.zeros(0)))
+    gripper_actions = tuple(
+        c
+        for c, n in enumerate(spec.action_names)
+        if spec.gripper_joint and n in ("gripper", spec.gripper_joint) and rel_state_col[c] < 0
+    )
+    layout = DataLayout(
+        spec,
+        spec_data,
+        state_sl,
+        action_sl,
+        rel_state_col,
+        gripper_state,
+        gripper_actions,
+        NormStats(np.zeros(0), np.zeros(0)),
+        NormStats(np.zeros(0), np.zeros(0)),
+    )
     return _with_stats(layout, reader)
 
 
@@ -245,11 +261,20 @@ def write_embodiment_files(folder: Path, layout: DataLayout) -> None:
     def per_key(slices: dict[str, tuple[int, int]], stats: NormStats) -> dict[str, Any]:
         return {k: {"q01": stats.q01[s:e].tolist(), "q99": stats.q99[s:e].tolist()} for k, (s, e) in slices.items()}
 
-    meta = {tag: {"statistics": {"state": per_key(layout.state_slices, layout.state_stats),
-                                 "action": per_key(layout.action_slices, layout.action_stats)}}}
+    meta = {
+        tag: {
+            "statistics": {
+                "state": per_key(layout.state_slices, layout.state_stats),
+                "action": per_key(layout.action_slices, layout.action_stats),
+            }
+        }
+    }
     (folder / "experiment_cfg").mkdir(parents=True, exist_ok=True)
     (folder / "experiment_cfg" / "metadata.json").write_text(json.dumps(meta, indent=1))
     data = dict(layout.spec_data)
-    data["normalization"] = {"source": "checkpoint", "state_keys": list(layout.state_slices),
-                             "action_keys": list(layout.action_slices)}
+    data["normalization"] = {
+        "source": "checkpoint",
+        "state_keys": list(layout.state_slices),
+        "action_keys": list(layout.action_slices),
+    }
     (folder / "embodiment.yaml").write_text(yaml.safe_dump(data, sort_keys=False))

@@ -24,8 +24,15 @@ __all__ = ["evaluate"]
 
 
 @torch.no_grad()
-def evaluate(module: LossModule, comps: Components, encoders: FrozenEncoders, dataset: ChunkDataset,
-             num_samples: int, inference_steps: int | None, seed: int = 0) -> dict[str, Any]:
+def evaluate(
+    module: LossModule,
+    comps: Components,
+    encoders: FrozenEncoders,
+    dataset: ChunkDataset,
+    num_samples: int,
+    inference_steps: int | None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Metrics on up to ``num_samples`` items of ``dataset`` (evaluation split). Leaves the DiT in train mode."""
     keys = dataset.eval_keys(num_samples)
     if not keys:
@@ -35,8 +42,9 @@ def evaluate(module: LossModule, comps: Components, encoders: FrozenEncoders, da
     video, action, errors, per_dim = [], [], [], []
     layout = dataset.layout
     kwargs = {} if inference_steps is None else {"num_inference_steps": inference_steps}
-    pipe = WorldActionPipeline(comps.config, dit, comps.text_encoder, comps.image_encoder, comps.vae,
-                               tokenizer=comps.tokenizer, **kwargs)
+    pipe = WorldActionPipeline(
+        comps.config, dit, comps.text_encoder, comps.image_encoder, comps.vae, tokenizer=comps.tokenizer, **kwargs
+    )
     try:
         for i, key in enumerate(keys):
             sample = dataset[key]
@@ -48,7 +56,7 @@ def evaluate(module: LossModule, comps: Components, encoders: FrozenEncoders, da
                 action.append(float(a))
                 pipe.reset()
                 frames = sample["video"][:1].numpy()
-                state = sample["state"][0, :layout.state_dim].numpy()
+                state = sample["state"][0, : layout.state_dim].numpy()
                 res = pipe.infer(frames, state, sample["prompt"], seed=seed + i)
                 pred = actions_from_model(layout.spec, res.actions, sample["state_raw"].numpy())
                 horizon = pred.shape[0]

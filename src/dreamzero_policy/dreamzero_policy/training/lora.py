@@ -24,8 +24,14 @@ ADAPTER = "default"
 
 def apply_lora(dit: nn.Module, config: TrainConfig) -> nn.Module:
     """Inject LoRA layers into ``dit`` in place and set ``requires_grad`` (LoRA + action register only)."""
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=config.lora_targets,
-                      lora_dropout=0.0, bias="none", init_lora_weights=True)
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        target_modules=config.lora_targets,
+        lora_dropout=0.0,
+        bias="none",
+        init_lora_weights=True,
+    )
     inject_adapter_in_model(lora, dit, adapter_name=ADAPTER)
     for name, p in dit.named_parameters():
         p.requires_grad_("lora_" in name or name.startswith(LORA_FULLY_TRAINED))

@@ -73,8 +73,9 @@ class FrozenEncoders:
         if hit is None:
             if len(self._text) > 256:
                 self._text.clear()
-            hit = self._text[prompt] = encode_text(self.c.tokenizer, self.c.text_encoder, prompt,
-                                                   self.c.config.text_len).clone()
+            hit = self._text[prompt] = encode_text(
+                self.c.tokenizer, self.c.text_encoder, prompt, self.c.config.text_len
+            ).clone()
         return hit
 
     @torch.no_grad()
@@ -102,14 +103,23 @@ class FrozenEncoders:
             return x.to(dev, torch.float32)
 
         return TrainBatch(
-            latents=to(torch.cat(latents)), context=to(context), state=to(batch["state"]),
-            actions=to(batch["actions"]), action_mask=to(batch["action_mask"]), has_action=to(batch["has_action"]),
-            y=to(torch.cat(ys)) if ys else None, clip_feature=to(torch.cat(clips)) if clips else None,
+            latents=to(torch.cat(latents)),
+            context=to(context),
+            state=to(batch["state"]),
+            actions=to(batch["actions"]),
+            action_mask=to(batch["action_mask"]),
+            has_action=to(batch["has_action"]),
+            y=to(torch.cat(ys)) if ys else None,
+            clip_feature=to(torch.cat(clips)) if clips else None,
         )
 
 
-def video_index(config: TrainConfig, shape: tuple[int, int], num_steps: int, rng: np.random.Generator,
-                ) -> torch.Tensor | None:
+def video_index(
+    config: TrainConfig,
+    shape: tuple[int, int],
+    num_steps: int,
+    rng: np.random.Generator,
+) -> torch.Tensor | None:
     """Per-frame grid indices [B, F] for ``video_noise='high'``: sigma_raw = 1 - index/N ~ Beta(3, 1), i.e.
     mostly high noise (the Flash recipe); None keeps the loss's uniform draw."""
     if config.video_noise != "high":
@@ -126,11 +136,16 @@ class LossModule(nn.Module):
         self.dit, self.config = dit, config
         self.loss = FlowMatchingLoss(dit, decouple_action_noise=config.decouple_action_noise)
 
-    def forward(self, batch: TrainBatch, generator: torch.Generator, np_rng: np.random.Generator,
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        batch: TrainBatch,
+        generator: torch.Generator,
+        np_rng: np.random.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, _, f = batch.latents.shape[:3]
         idx = video_index(self.config, (b, f), self.dit.config.num_train_timesteps, np_rng)
-        out = self.loss(batch, generator=generator,
-                        timestep_id_raw=None if idx is None else idx.to(batch.latents.device))
+        out = self.loss(
+            batch, generator=generator, timestep_id_raw=None if idx is None else idx.to(batch.latents.device)
+        )
         total = self.config.video_loss_weight * out.dynamics_loss + self.config.action_loss_weight * out.action_loss
         return total, out.dynamics_loss.detach(), out.action_loss.detach()

@@ -27,8 +27,11 @@ def plot_losses(records: list[dict[str, Any]], path: Path) -> Path:
     ax.legend()
     if evals:
         ax = axes[0][1]
-        for key, label in (("eval/video_loss", "video loss"), ("eval/action_loss", "action loss"),
-                           ("eval/action_mae", "action MAE (robot units)")):
+        for key, label in (
+            ("eval/video_loss", "video loss"),
+            ("eval/action_loss", "action loss"),
+            ("eval/action_mae", "action MAE (robot units)"),
+        ):
             pts = [(r["step"], r[key]) for r in evals if key in r]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", label=label)

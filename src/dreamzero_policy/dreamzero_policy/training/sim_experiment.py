@@ -60,8 +60,15 @@ class ExperimentConfig:
 
 
 # Smoke: the whole pipeline in about a minute (tiny preset, two tasks, one demonstration and one episode each).
-SMOKE = dict(preset="tiny", episodes_per_task=1, eval_episodes_per_task=1, train_steps=2, eval_samples=1,
-             tasks=("reach_ball", "pick_cube"), smoke=True)
+SMOKE = dict(
+    preset="tiny",
+    episodes_per_task=1,
+    eval_episodes_per_task=1,
+    train_steps=2,
+    eval_samples=1,
+    tasks=("reach_ball", "pick_cube"),
+    smoke=True,
+)
 
 
 def _log(msg: str) -> None:
@@ -83,28 +90,61 @@ def _train(cfg: ExperimentConfig, recipe: str, dataset: Path, spec: dict[str, An
     from .trainer import Trainer
 
     steps = cfg.train_steps
-    tc = get_recipe(recipe, preset=cfg.preset, max_steps=steps, learning_rate=cfg.learning_rate,
-                    batch_size=cfg.batch_size, augment=cfg.augment, log_every=max(1, steps // 100),
-                    eval_every=steps, save_every=steps, keep_checkpoints=1, eval_samples=cfg.eval_samples,
-                    seed=cfg.seed)
+    tc = get_recipe(
+        recipe,
+        preset=cfg.preset,
+        max_steps=steps,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size,
+        augment=cfg.augment,
+        log_every=max(1, steps // 100),
+        eval_every=steps,
+        save_every=steps,
+        keep_checkpoints=1,
+        eval_samples=cfg.eval_samples,
+        seed=cfg.seed,
+    )
     t0 = time.monotonic()
     result = Trainer(tc, [DataSource(dataset)], out, spec, device="cpu", progress=False, overwrite=True).run()
     seconds = time.monotonic() - t0
     train = [r for r in result.records if "train/loss" in r]
     evals = [r for r in result.records if "eval/video_loss" in r]
-    tail = train[-max(1, len(train) // 10):]
-    return {"recipe": recipe, "steps": result.step, "seconds": round(seconds, 1),
-            "checkpoint": str(result.checkpoint), "records": result.records,
-            "final_train_action_loss": float(np.mean([r["train/action_loss"] for r in tail])),
-            "final_train_video_loss": float(np.mean([r["train/video_loss"] for r in tail])),
-            "heldout": {k: v for k, v in (evals[-1] if evals else {}).items() if k != "step"},
-            "config": {k: v for k, v in tc.to_dict().items() if k in (
-                "preset", "max_steps", "learning_rate", "batch_size", "augment", "video_loss_weight",
-                "action_loss_weight", "num_chunks", "warmup_ratio", "lr_schedule", "seed")}}
+    tail = train[-max(1, len(train) // 10) :]
+    return {
+        "recipe": recipe,
+        "steps": result.step,
+        "seconds": round(seconds, 1),
+        "checkpoint": str(result.checkpoint),
+        "records": result.records,
+        "final_train_action_loss": float(np.mean([r["train/action_loss"] for r in tail])),
+        "final_train_video_loss": float(np.mean([r["train/video_loss"] for r in tail])),
+        "heldout": {k: v for k, v in (evals[-1] if evals else {}).items() if k != "step"},
+        "config": {
+            k: v
+            for k, v in tc.to_dict().items()
+            if k
+            in (
+                "preset",
+                "max_steps",
+                "learning_rate",
+                "batch_size",
+                "augment",
+                "video_loss_weight",
+                "action_loss_weight",
+                "num_chunks",
+                "warmup_ratio",
+                "lr_schedule",
+                "seed",
+            )
+        },
+    }
 
 
-def _evaluate(cfg: ExperimentConfig, checkpoints: dict[str, str], train_xy: list[tuple[float, float]],
-              ) -> dict[str, Any]:
+def _evaluate(
+    cfg: ExperimentConfig,
+    checkpoints: dict[str, str],
+    train_xy: list[tuple[float, float]],
+) -> dict[str, Any]:
     from dreamzero_sim.sim_core import CAMERA_NAMES, CameraRenderer, SimRobot
 
     from dreamzero_policy.backends import create_backend
@@ -124,10 +164,20 @@ def _evaluate(cfg: ExperimentConfig, checkpoints: dict[str, str], train_xy: list
     sim = SimRobot()
     renderer = CameraRenderer(sim.model, cfg.image_size[1], cfg.image_size[0], CAMERA_NAMES)
     out: dict[str, Any] = {"policies": {}, "placements": {k: [p.xy for p in v] for k, v in placements.items()}}
-    nearest = [min(np.hypot(p.xy[t.target][0] - x, p.xy[t.target][1] - y) for x, y in train_xy)
-               for t in tasks for p in placements[t.name]] if train_xy else []
-    out["nearest_training_target_cm"] = {"min": round(100 * float(np.min(nearest)), 2),
-                                         "mean": round(100 * float(np.mean(nearest)), 2)} if nearest else {}
+    nearest = (
+        [
+            min(np.hypot(p.xy[t.target][0] - x, p.xy[t.target][1] - y) for x, y in train_xy)
+            for t in tasks
+            for p in placements[t.name]
+        ]
+        if train_xy
+        else []
+    )
+    out["nearest_training_target_cm"] = (
+        {"min": round(100 * float(np.min(nearest)), 2), "mean": round(100 * float(np.mean(nearest)), 2)}
+        if nearest
+        else {}
+    )
     try:
         for policy in policies:
             t0 = time.monotonic()
@@ -143,10 +193,15 @@ def _evaluate(cfg: ExperimentConfig, checkpoints: dict[str, str], train_xy: list
             overall = [e["success"] for e in episodes]
             errors = [e["error"] for e in episodes if e["error"]]
             out["policies"][policy.name] = {
-                "per_task": per_task, "successes": int(sum(overall)), "episodes": len(overall),
-                "rate": float(np.mean(overall)), "seconds": round(time.monotonic() - t0, 1),
-                "model_seconds": round(getattr(policy, "model_seconds", 0.0), 1), "errors": len(errors),
-                "episodes_detail": episodes}
+                "per_task": per_task,
+                "successes": int(sum(overall)),
+                "episodes": len(overall),
+                "rate": float(np.mean(overall)),
+                "seconds": round(time.monotonic() - t0, 1),
+                "model_seconds": round(getattr(policy, "model_seconds", 0.0), 1),
+                "errors": len(errors),
+                "episodes_detail": episodes,
+            }
             failed = f"; {len(errors)} episodes stopped: {errors[0]}" if errors else ""
             _log(f"eval {policy.name}: {sum(overall)}/{len(overall)} successes ({time.monotonic() - t0:.0f} s){failed}")
     finally:
@@ -185,8 +240,10 @@ def run_experiment(cfg: ExperimentConfig, output: Path, command: str = "") -> di
         _log(f"training '{recipe}' ({cfg.preset}, {cfg.train_steps} steps)")
         trainings[recipe] = _train(cfg, recipe, conv.root, spec, output / f"train_{recipe.replace('-', '_')}")
         timings[f"train_{recipe}_s"] = time.monotonic() - t0
-        _log(f"trained '{recipe}' in {timings[f'train_{recipe}_s']:.0f} s: final action loss "
-             f"{trainings[recipe]['final_train_action_loss']:.4f}")
+        _log(
+            f"trained '{recipe}' in {timings[f'train_{recipe}_s']:.0f} s: final action loss "
+            f"{trainings[recipe]['final_train_action_loss']:.4f}"
+        )
 
     t0 = time.monotonic()
     train_xy = [d.placement[get_task(d.task).target] for d in demos]
@@ -195,11 +252,19 @@ def run_experiment(cfg: ExperimentConfig, output: Path, command: str = "") -> di
     timings["total_s"] = time.monotonic() - t_start
 
     results = {
-        "created": datetime.now().isoformat(timespec="seconds"), "command": command,
-        "config": dataclasses.asdict(cfg), "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "dataset": {"root": str(conv.root), "episodes": conv.episodes, "frames": conv.frames,
-                    "demos_per_task": {t.name: sum(d.task == t.name for d in demos) for t in tasks}},
-        "tasks": [dataclasses.asdict(t) for t in tasks], "training": trainings, "evaluation": evaluation,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "command": command,
+        "config": dataclasses.asdict(cfg),
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "dataset": {
+            "root": str(conv.root),
+            "episodes": conv.episodes,
+            "frames": conv.frames,
+            "demos_per_task": {t.name: sum(d.task == t.name for d in demos) for t in tasks},
+        },
+        "tasks": [dataclasses.asdict(t) for t in tasks],
+        "training": trainings,
+        "evaluation": evaluation,
     }
     write_reports(results, output)
     return results
@@ -207,13 +272,17 @@ def run_experiment(cfg: ExperimentConfig, output: Path, command: str = "") -> di
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ExperimentConfig()
-    parser.add_argument("--smoke", action="store_true",
-                        help="fast check: tiny preset, 2 tasks, 1 demo + 1 eval episode each, 2 steps")
+    parser.add_argument(
+        "--smoke", action="store_true", help="fast check: tiny preset, 2 tasks, 1 demo + 1 eval episode each, 2 steps"
+    )
     parser.add_argument("--output", "-o", type=Path, help="output folder (default runs/train_demo/<timestamp>)")
     parser.add_argument("--preset", help=f"model preset (default {d.preset}; smoke: tiny)")
     parser.add_argument("--episodes", type=int, help=f"expert demonstrations per task (default {d.episodes_per_task})")
-    parser.add_argument("--eval-episodes", type=int,
-                        help=f"closed-loop episodes per task and policy (default {d.eval_episodes_per_task})")
+    parser.add_argument(
+        "--eval-episodes",
+        type=int,
+        help=f"closed-loop episodes per task and policy (default {d.eval_episodes_per_task})",
+    )
     parser.add_argument("--steps", type=int, help=f"optimiser steps per training (default {d.train_steps})")
     parser.add_argument("--lr", type=float, help=f"peak learning rate (default {d.learning_rate})")
     parser.add_argument("--tasks", nargs="+", choices=[t.name for t in TASKS], help="subset of the tasks")
@@ -222,9 +291,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     cfg = ExperimentConfig(**(SMOKE if args.smoke else {}))
-    changes = {k: v for k, v in (("preset", args.preset), ("episodes_per_task", args.episodes),
-                                 ("eval_episodes_per_task", args.eval_episodes), ("train_steps", args.steps),
-                                 ("learning_rate", args.lr), ("seed", args.seed)) if v is not None}
+    changes = {
+        k: v
+        for k, v in (
+            ("preset", args.preset),
+            ("episodes_per_task", args.episodes),
+            ("eval_episodes_per_task", args.eval_episodes),
+            ("train_steps", args.steps),
+            ("learning_rate", args.lr),
+            ("seed", args.seed),
+        )
+        if v is not None
+    }
     if args.tasks:
         changes["tasks"] = tuple(args.tasks)
     for key in ("episodes_per_task", "eval_episodes_per_task", "train_steps"):

@@ -59,11 +59,20 @@ def _waypoints(task: TaskSpec, placement: Placement, home_tcp: np.ndarray) -> li
     if task.kind == "push":
         # Closed fingers behind the block (its half length along x is 6 cm), then 12 cm forward along +x.
         back = x - 0.06 - 0.035
-        return [(home_tcp, 1.0, 0.4), (p([back, y, 0.12]), 1.0, 1.4), (p([back, y, 0.02]), 1.0, 0.9),
-                (p([back + 0.12, y, 0.02]), 1.0, 1.5), (p([back + 0.12, y, 0.08]), 1.0, 0.5)]
+        return [
+            (home_tcp, 1.0, 0.4),
+            (p([back, y, 0.12]), 1.0, 1.4),
+            (p([back, y, 0.02]), 1.0, 0.9),
+            (p([back + 0.12, y, 0.02]), 1.0, 1.5),
+            (p([back + 0.12, y, 0.08]), 1.0, 0.5),
+        ]
     if task.kind == "pick":
-        return [(p([x, y, 0.15]), 0.0, 1.5), (p([x, y, z - 0.008]), 0.0, 1.0), (p([x, y, z - 0.008]), 1.0, 0.6),
-                (p([x, y, 0.17]), 1.0, 1.2)]
+        return [
+            (p([x, y, 0.15]), 0.0, 1.5),
+            (p([x, y, z - 0.008]), 0.0, 1.0),
+            (p([x, y, z - 0.008]), 1.0, 0.6),
+            (p([x, y, 0.17]), 1.0, 1.2),
+        ]
     raise ValueError(f"unknown task kind {task.kind!r}")
 
 
@@ -71,8 +80,9 @@ def _smoothstep(s: np.ndarray) -> np.ndarray:
     return s * s * (3.0 - 2.0 * s)
 
 
-def plan_episode(task: TaskSpec, placement: Placement, chain: Chain, home_q: np.ndarray, fps: float,
-                 hold_s: float = 1.6) -> ExpertPlan:
+def plan_episode(
+    task: TaskSpec, placement: Placement, chain: Chain, home_q: np.ndarray, fps: float, hold_s: float = 1.6
+) -> ExpertPlan:
     """The expert's joint-space plan for one episode (raises RuntimeError if IK fails along the path)."""
     home_q = np.asarray(home_q, dtype=np.float64)[:7]
     home_tcp = chain.fk(home_q)[:3, 3]

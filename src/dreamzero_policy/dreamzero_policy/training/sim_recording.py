@@ -76,7 +76,8 @@ class _BagWriter:
 
     def header(self, t_ns: int) -> Any:
         return self.T["std_msgs/msg/Header"](
-            stamp=self.T["builtin_interfaces/msg/Time"](sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id="")
+            stamp=self.T["builtin_interfaces/msg/Time"](sec=t_ns // 10**9, nanosec=t_ns % 10**9), frame_id=""
+        )
 
     def close(self) -> None:
         self.writer.close()
@@ -85,13 +86,25 @@ class _BagWriter:
 def _record_tick(w: _BagWriter, t_ns: int, sim: SimRobot, images: dict[str, np.ndarray]) -> None:
     T = w.T
     js = sim.joint_state()
-    w.write("/joint_states", "sensor_msgs/msg/JointState", T["sensor_msgs/msg/JointState"](
-        header=w.header(t_ns), name=list(JOINT_NAMES), position=js.position, velocity=js.velocity,
-        effort=js.effort), t_ns)
+    w.write(
+        "/joint_states",
+        "sensor_msgs/msg/JointState",
+        T["sensor_msgs/msg/JointState"](
+            header=w.header(t_ns), name=list(JOINT_NAMES), position=js.position, velocity=js.velocity, effort=js.effort
+        ),
+        t_ns,
+    )
     for cam, img in images.items():
         h, wd = img.shape[:2]
-        msg = T["sensor_msgs/msg/Image"](header=w.header(t_ns), height=h, width=wd, encoding="rgb8",
-                                         is_bigendian=0, step=wd * 3, data=np.ascontiguousarray(img).reshape(-1))
+        msg = T["sensor_msgs/msg/Image"](
+            header=w.header(t_ns),
+            height=h,
+            width=wd,
+            encoding="rgb8",
+            is_bigendian=0,
+            step=wd * 3,
+            data=np.ascontiguousarray(img).reshape(-1),
+        )
         w.write(f"/sim/{cam}/image_raw", "sensor_msgs/msg/Image", msg, t_ns + 1_000_000)
 
 
@@ -99,17 +112,37 @@ def _record_command(w: _BagWriter, t_ns: int, arm: np.ndarray, gripper: float, f
     T = w.T
     step_ns = round(1e9 / fps)
     point = T["trajectory_msgs/msg/JointTrajectoryPoint"](
-        positions=np.asarray(arm, np.float64), velocities=np.zeros(0), accelerations=np.zeros(0),
-        effort=np.zeros(0), time_from_start=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=step_ns))
-    w.write(TRAJECTORY_TOPIC, "trajectory_msgs/msg/JointTrajectory", T["trajectory_msgs/msg/JointTrajectory"](
-        header=w.header(t_ns), joint_names=list(ARM_JOINT_NAMES), points=[point]), t_ns + 2_000_000)
+        positions=np.asarray(arm, np.float64),
+        velocities=np.zeros(0),
+        accelerations=np.zeros(0),
+        effort=np.zeros(0),
+        time_from_start=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=step_ns),
+    )
+    w.write(
+        TRAJECTORY_TOPIC,
+        "trajectory_msgs/msg/JointTrajectory",
+        T["trajectory_msgs/msg/JointTrajectory"](
+            header=w.header(t_ns), joint_names=list(ARM_JOINT_NAMES), points=[point]
+        ),
+        t_ns + 2_000_000,
+    )
     layout = T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0)
-    w.write(GRIPPER_TOPIC, "std_msgs/msg/Float64MultiArray", T["std_msgs/msg/Float64MultiArray"](
-        layout=layout, data=np.array([gripper], np.float64)), t_ns)
+    w.write(
+        GRIPPER_TOPIC,
+        "std_msgs/msg/Float64MultiArray",
+        T["std_msgs/msg/Float64MultiArray"](layout=layout, data=np.array([gripper], np.float64)),
+        t_ns,
+    )
 
 
-def record_demos(out_dir: Path, tasks: Sequence[TaskSpec], episodes_per_task: int, seed: int,
-                 image_size: tuple[int, int] = (64, 128), fps: float = 15.0) -> list[DemoEpisode]:
+def record_demos(
+    out_dir: Path,
+    tasks: Sequence[TaskSpec],
+    episodes_per_task: int,
+    seed: int,
+    image_size: tuple[int, int] = (64, 128),
+    fps: float = 15.0,
+) -> list[DemoEpisode]:
     """Record ``episodes_per_task`` expert episodes per task (tasks interleaved) as bags ``out_dir/ep_NNNN``.
 
     ``image_size`` is (height, width) of every camera image; placements come from ``seed``.
@@ -130,8 +163,12 @@ def record_demos(out_dir: Path, tasks: Sequence[TaskSpec], episodes_per_task: in
             w = _BagWriter(bag)
             try:
                 t0 = sim.time
-                w.write(INSTRUCTION_TOPIC, "std_msgs/msg/String", w.T["std_msgs/msg/String"](data=task.instruction),
-                        T0_NS + round(t0 * 1e9))
+                w.write(
+                    INSTRUCTION_TOPIC,
+                    "std_msgs/msg/String",
+                    w.T["std_msgs/msg/String"](data=task.instruction),
+                    T0_NS + round(t0 * 1e9),
+                )
                 for k in range(len(plan) + 1):
                     sim.advance_to(t0 + k / fps)
                     t_ns = T0_NS + round(sim.time * 1e9)
@@ -158,5 +195,4 @@ def load_sim_mapping(action_horizon: int, path: Path | None = None) -> Any:
 
 def convert_demos(bags: Sequence[Path], output: Path, action_horizon: int) -> ConvertResult:
     """Bags -> LeRobot v2.1 dataset at ``output`` with the data pipeline (``dreamzero data convert``)."""
-    return convert(list(bags), load_sim_mapping(action_horizon), output,
-                   ConvertOptions(overwrite=True, progress=False))
+    return convert(list(bags), load_sim_mapping(action_horizon), output, ConvertOptions(overwrite=True, progress=False))

@@ -20,8 +20,10 @@ def results_table(results: dict[str, Any]) -> str:
     lines = [head, "|" + "---|" * (len(tasks) + 2)]
     for name, pol in results["evaluation"]["policies"].items():
         cells = [f"{pol['per_task'][t]['successes']}/{pol['per_task'][t]['episodes']}" for t in tasks]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {pol['successes']}/{pol['episodes']} "
-                     f"({100 * pol['rate']:.0f} %) |")
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {pol['successes']}/{pol['episodes']} "
+            f"({100 * pol['rate']:.0f} %) |"
+        )
     return "\n".join(lines)
 
 
@@ -41,9 +43,14 @@ def _plot(results: dict[str, Any], path: Path) -> None:
             y = np.array([r[key] for r in recs], dtype=float)
             k = max(1, len(y) // 20)  # moving average: single-sample losses are noisy
             smooth = np.convolve(y, np.ones(k) / k, mode="valid")
-            ax.plot(steps[k - 1:], smooth, label=f"{recipe}" + (" (not trained on)" if
-                                                                 key.endswith("video_loss") and
-                                                                 tr["config"]["video_loss_weight"] == 0 else ""))
+            ax.plot(
+                steps[k - 1 :],
+                smooth,
+                label=f"{recipe}"
+                + (
+                    " (not trained on)" if key.endswith("video_loss") and tr["config"]["video_loss_weight"] == 0 else ""
+                ),
+            )
     axes[0].set(title="action flow-matching loss (train)", xlabel="step", yscale="log")
     axes[1].set(title="video flow-matching loss (train)", xlabel="step", yscale="log")
     for ax in axes:
@@ -63,15 +70,17 @@ def write_reports(results: dict[str, Any], output: Path) -> None:
     for recipe, tr in results["training"].items():
         held = tr["heldout"]
         mae = f"{held['eval/action_mae']:.3f}" if "eval/action_mae" in held else "n/a"
-        train_rows.append(f"| {recipe} | {tr['steps']} | {tr['seconds']:.0f} | {tr['final_train_action_loss']:.4f} | "
-                          f"{tr['final_train_video_loss']:.4f} | {mae} |")
-    md = f"""# Simulated training experiment ({results['created']})
+        train_rows.append(
+            f"| {recipe} | {tr['steps']} | {tr['seconds']:.0f} | {tr['final_train_action_loss']:.4f} | "
+            f"{tr['final_train_video_loss']:.4f} | {mae} |"
+        )
+    md = f"""# Simulated training experiment ({results["created"]})
 
-Preset `{cfg['preset']}` trained on CPU from random initial weights; {results['dataset']['episodes']} scripted-expert
-demonstrations ({cfg['episodes_per_task']} per task, {results['dataset']['frames']} frames at {cfg['fps']:g} Hz,
-cameras {cfg['image_size'][1]}x{cfg['image_size'][0]}); {cfg['eval_episodes_per_task']} closed-loop episodes per task
-and policy on object placements not used for training (target object {near.get('min', 'n/a')} cm from the nearest
-training placement at least, {near.get('mean', 'n/a')} cm on average).
+Preset `{cfg["preset"]}` trained on CPU from random initial weights; {results["dataset"]["episodes"]} scripted-expert
+demonstrations ({cfg["episodes_per_task"]} per task, {results["dataset"]["frames"]} frames at {cfg["fps"]:g} Hz,
+cameras {cfg["image_size"][1]}x{cfg["image_size"][0]}); {cfg["eval_episodes_per_task"]} closed-loop episodes per task
+and policy on object placements not used for training (target object {near.get("min", "n/a")} cm from the nearest
+training placement at least, {near.get("mean", "n/a")} cm on average).
 
 ## Closed-loop success (successes / episodes)
 
@@ -90,18 +99,18 @@ that the success tests can pass. Chunks are executed open loop for the whole chu
 |---|---|---|---|---|---|
 {chr(10).join(train_rows)}
 
-Learning rate {cfg['learning_rate']:g} (cosine, 5 % warm-up), batch {cfg['batch_size']}, augmentation
-{'on' if cfg['augment'] else 'off'}, seed {cfg['seed']}; both runs start from the same initial weights and see
+Learning rate {cfg["learning_rate"]:g} (cosine, 5 % warm-up), batch {cfg["batch_size"]}, augmentation
+{"on" if cfg["augment"] else "off"}, seed {cfg["seed"]}; both runs start from the same initial weights and see
 the same samples. Loss curves: `loss_curves.png`.
 
 ## Runtime
 
-{', '.join(f'{k[:-2]} {v:.0f} s' for k, v in tm.items())} (CPU).
+{", ".join(f"{k[:-2]} {v:.0f} s" for k, v in tm.items())} (CPU).
 
 ## Reproduce
 
 ```
-{results['command'] or 'scripts/train_demo.sh'}
+{results["command"] or "scripts/train_demo.sh"}
 ```
 """
     (output / "results.md").write_text(md)

@@ -158,8 +158,14 @@ class EpisodeResult:
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "success": self.success, **self.metrics, "calls": self.calls,
-                "ticks": self.ticks, "error": self.error}
+        return {
+            "task": self.task,
+            "success": self.success,
+            **self.metrics,
+            "calls": self.calls,
+            "ticks": self.ticks,
+            "error": self.error,
+        }
 
 
 def _validate(actions: np.ndarray, horizon_needed: int) -> np.ndarray:
@@ -171,8 +177,15 @@ def _validate(actions: np.ndarray, horizon_needed: int) -> np.ndarray:
     return a
 
 
-def run_episode(sim: SimRobot, renderer: CameraRenderer, task: TaskSpec, placement: Placement, policy: Policy,
-                fps: float, execute_horizon: int) -> EpisodeResult:
+def run_episode(
+    sim: SimRobot,
+    renderer: CameraRenderer,
+    task: TaskSpec,
+    placement: Placement,
+    policy: Policy,
+    fps: float,
+    execute_horizon: int,
+) -> EpisodeResult:
     """One closed-loop episode of ``task.duration_s`` (see module doc)."""
     apply_placement(sim, placement)
     policy.reset(task, placement, sim)
@@ -189,8 +202,9 @@ def run_episode(sim: SimRobot, renderer: CameraRenderer, task: TaskSpec, placeme
         history.snapshots.append(sim.snapshot())
         if not pending:
             try:
-                chunk = _validate(policy.act(Observation(k, history, sim.joint_state().position.copy())),
-                                  execute_horizon)
+                chunk = _validate(
+                    policy.act(Observation(k, history, sim.joint_state().position.copy())), execute_horizon
+                )
             except (PolicyOutputError, DreamZeroError) as exc:
                 # Bad chunk or failed inference: hold (no new trajectory, the follower keeps its last target).
                 error = f"{type(exc).__name__}: {exc}"
@@ -199,8 +213,9 @@ def run_episode(sim: SimRobot, renderer: CameraRenderer, task: TaskSpec, placeme
             chunk = chunk[:execute_horizon].copy()
             chunk[:, :7] = np.clip(chunk[:, :7], lower[:7], upper[:7])
             chunk[:, 7] = (np.clip(chunk[:, 7], 0.0, 1.0) >= 0.5).astype(np.float64)
-            sim.submit_trajectory(ARM_JOINT_NAMES, [TrajectoryPoint((i + 1) / fps, row[:7].tolist())
-                                                    for i, row in enumerate(chunk)])
+            sim.submit_trajectory(
+                ARM_JOINT_NAMES, [TrajectoryPoint((i + 1) / fps, row[:7].tolist()) for i, row in enumerate(chunk)]
+            )
             pending = list(chunk)
         sim.command_gripper(float(pending.pop(0)[7]))
     sim.advance_to(t0 + n_ticks / fps)

@@ -78,8 +78,12 @@ class Placement:
     xy: dict[str, tuple[float, float]]
 
 
-def sample_placement(task: TaskSpec, rng: np.random.Generator, min_separation: float = 0.13,
-                     area: tuple[float, float, float, float] = (0.38, 0.72, -0.25, 0.25)) -> Placement:
+def sample_placement(
+    task: TaskSpec,
+    rng: np.random.Generator,
+    min_separation: float = 0.13,
+    area: tuple[float, float, float, float] = (0.38, 0.72, -0.25, 0.25),
+) -> Placement:
     """Target in ``task.region``, the other objects anywhere in ``area``, pairwise >= ``min_separation`` apart.
     For ``push`` no other object may sit in the 30 cm corridor in front of the target (the push path)."""
     for _ in range(1000):
@@ -124,15 +128,15 @@ def apply_placement(sim: SimRobot, placement: Placement) -> None:
     sim.reset()
     for name, (x, y) in placement.xy.items():
         qa, da = _free_joint_adr(sim, name)
-        sim.data.qpos[qa:qa + 7] = (x, y, OBJECTS[name], 1.0, 0.0, 0.0, 0.0)
-        sim.data.qvel[da:da + 6] = 0.0
+        sim.data.qpos[qa : qa + 7] = (x, y, OBJECTS[name], 1.0, 0.0, 0.0, 0.0)
+        sim.data.qvel[da : da + 6] = 0.0
     mujoco.mj_forward(sim.model, sim.data)
 
 
 def object_position(sim: SimRobot, name: str) -> np.ndarray:
     """World position (3,) of an object's centre (m)."""
     qa, _ = _free_joint_adr(sim, name)
-    return sim.data.qpos[qa:qa + 3].copy()
+    return sim.data.qpos[qa : qa + 3].copy()
 
 
 class SuccessTracker:
@@ -159,5 +163,9 @@ class SuccessTracker:
             ok = push >= PUSH_MIN_M and end[2] > 0.0
         else:
             ok = lift >= PICK_MIN_LIFT_M
-        return {"success": bool(ok), "min_tcp_distance_m": round(self.min_tcp_distance, 4),
-                "push_x_m": round(push, 4), "lift_m": round(lift, 4)}
+        return {
+            "success": bool(ok),
+            "min_tcp_distance_m": round(self.min_tcp_distance, 4),
+            "push_x_m": round(push, 4),
+            "lift_m": round(lift, 4),
+        }

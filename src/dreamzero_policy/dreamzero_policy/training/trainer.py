@@ -69,26 +69,41 @@ class Trainer:
     """``Trainer(config, sources, output, embodiment=None).run()``; ``embodiment`` = a spec name/YAML path, or
     None to derive the I/O spec from the first robot dataset (``adapt`` on a new robot)."""
 
-    def __init__(self, config: TrainConfig, sources: list[DataSource], output: str | Path,
-                 embodiment: str | Path | dict[str, Any] | None = None, device: str | None = None,
-                 progress: bool = True, overwrite: bool = False, _resume: bool = False) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        sources: list[DataSource],
+        output: str | Path,
+        embodiment: str | Path | dict[str, Any] | None = None,
+        device: str | None = None,
+        progress: bool = True,
+        overwrite: bool = False,
+        _resume: bool = False,
+    ) -> None:
         from accelerate import Accelerator
 
         self.config, self.sources, self.output = config, list(sources), Path(output)
         self.progress = progress
-        if config.requires_video_only_data and not any(s.video_only for s in sources) \
-                and not any(_has_video_only(s) for s in sources):
+        if (
+            config.requires_video_only_data
+            and not any(s.video_only for s in sources)
+            and not any(_has_video_only(s) for s in sources)
+        ):
             raise TrainingError(f"recipe {config.name!r} needs video-only data: pass --video-data PATH")
         if not _resume:
             if latest_checkpoint(self.output) is not None and not overwrite:
-                raise TrainingError(f"{self.output} already holds a run: pass --resume to continue it or "
-                                    "--overwrite to start over")
+                raise TrainingError(
+                    f"{self.output} already holds a run: pass --resume to continue it or --overwrite to start over"
+                )
             if overwrite and self.output.exists():
                 shutil.rmtree(self.output)
         cuda = torch.cuda.is_available() and device != "cpu"
         mp = config.mixed_precision
-        self.acc = Accelerator(mixed_precision=("bf16" if cuda else "no") if mp == "auto" else mp,
-                               cpu=not cuda, gradient_accumulation_steps=config.grad_accum_steps)
+        self.acc = Accelerator(
+            mixed_precision=("bf16" if cuda else "no") if mp == "auto" else mp,
+            cpu=not cuda,
+            gradient_accumulation_steps=config.grad_accum_steps,
+        )
         self.comps: Components = build_components(config, self.acc.device)
         self.layout = self._layout(embodiment)
         mc = self.comps.config
@@ -102,7 +117,10 @@ class Trainer:
         no_decay = [p for p in self.comps.dit.parameters() if p.requires_grad and p.ndim < 2]  # biases, norms
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.learning_rate, betas=config.betas, eps=config.eps)
+            lr=config.learning_rate,
+            betas=config.betas,
+            eps=config.eps,
+        )
         self.step = 0
         self.records: list[dict[str, Any]] = []
         self.spec_data = self.layout.spec_data
@@ -126,8 +144,7 @@ class Trainer:
         return layout
 
     @classmethod
-    def resume(cls, output: str | Path, device: str | None = None, progress: bool = True,
-               **overrides: Any) -> Trainer:
+    def resume(cls, output: str | Path, device: str | None = None, progress: bool = True, **overrides: Any) -> Trainer:
         """Continue the run in ``output`` from its latest checkpoint (``overrides``: e.g. a larger max_steps)."""
         output = Path(output)
         ckpt = latest_checkpoint(output)
@@ -148,18 +165,30 @@ class Trainer:
         cfg, acc = self.config, self.acc
         module, optimizer = acc.prepare(self.module, self.optimizer)
         per_step = cfg.batch_size * cfg.grad_accum_steps
-        sampler = MixtureSampler(self.train_set.sizes, [s.weight for s in self.sources], seed=cfg.seed,
-                                 start=self.step * per_step, rank=acc.process_index, world=acc.num_processes)
-        loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate,
-                            num_workers=cfg.num_workers)
+        sampler = MixtureSampler(
+            self.train_set.sizes,
+            [s.weight for s in self.sources],
+            seed=cfg.seed,
+            start=self.step * per_step,
+            rank=acc.process_index,
+            world=acc.num_processes,
+        )
+        loader = DataLoader(
+            self.train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers
+        )
         if acc.is_main_process:
             self.output.mkdir(parents=True, exist_ok=True)
             self._write_run()
         batches = iter(loader)
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=f"train[{cfg.name}]", unit="step",
-                   disable=not (self.progress and acc.is_main_process))
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            desc=f"train[{cfg.name}]",
+            unit="step",
+            disable=not (self.progress and acc.is_main_process),
+        )
         last_ckpt = latest_checkpoint(self.output)
         t0 = time.monotonic()
         while self.step < cfg.max_steps:
@@ -174,8 +203,9 @@ class Trainer:
                 with acc.accumulate(module), acc.autocast():
                     loss, video_loss, action_loss = module(batch, gen, rng)
                     acc.backward(loss)
-                    grad_norm = acc.clip_grad_norm_(module.parameters(), cfg.max_grad_norm) \
-                        if acc.sync_gradients else None
+                    grad_norm = (
+                        acc.clip_grad_norm_(module.parameters(), cfg.max_grad_norm) if acc.sync_gradients else None
+                    )
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 losses.append((float(loss.detach()), float(video_loss), float(action_loss)))
@@ -184,9 +214,17 @@ class Trainer:
             mean = np.mean(losses, 0)
             bar.set_postfix(loss=f"{mean[0]:.4f}")
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                self._record({"step": self.step, "train/loss": mean[0], "train/video_loss": mean[1],
-                              "train/action_loss": mean[2], "lr": lr, "elapsed_s": time.monotonic() - t0,
-                              "grad_norm": float(grad_norm) if grad_norm is not None else None})
+                self._record(
+                    {
+                        "step": self.step,
+                        "train/loss": mean[0],
+                        "train/video_loss": mean[1],
+                        "train/action_loss": mean[2],
+                        "lr": lr,
+                        "elapsed_s": time.monotonic() - t0,
+                        "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                    }
+                )
             if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
                 self._evaluate()
             if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
@@ -201,11 +239,20 @@ class Trainer:
         if not self.acc.is_main_process:
             return
         if not self.eval_set.has_holdout:
-            log.warning("no held-out episodes (holdout_fraction is 0 or the first robot dataset has < 2 episodes): "
-                        "evaluation skipped")
+            log.warning(
+                "no held-out episodes (holdout_fraction is 0 or the first robot dataset has < 2 episodes): "
+                "evaluation skipped"
+            )
             return
-        metrics = evaluate(self.module, self.comps, self.encoders, self.eval_set, self.config.eval_samples,
-                           self.config.eval_inference_steps, seed=self.config.seed)
+        metrics = evaluate(
+            self.module,
+            self.comps,
+            self.encoders,
+            self.eval_set,
+            self.config.eval_samples,
+            self.config.eval_inference_steps,
+            seed=self.config.seed,
+        )
         if metrics:
             self._record({"step": self.step, **metrics})
 
@@ -222,9 +269,13 @@ class Trainer:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def _write_run(self) -> None:
-        run = {"config": self.config.to_dict(), "embodiment": self.spec_data,
-               "sources": [{"path": str(s.path.resolve()), "weight": s.weight, "video_only": s.video_only}
-                           for s in self.sources]}
+        run = {
+            "config": self.config.to_dict(),
+            "embodiment": self.spec_data,
+            "sources": [
+                {"path": str(s.path.resolve()), "weight": s.weight, "video_only": s.video_only} for s in self.sources
+            ],
+        }
         (self.output / "run.json").write_text(json.dumps(run, indent=1))
 
     # --- checkpoints -------------------------------------------------------------------------------
@@ -251,7 +302,7 @@ class Trainer:
         stage.rename(final)
         (root / "latest.tmp").write_text(final.name)
         (root / "latest.tmp").replace(root / "latest")
-        old = sorted(p for p in root.glob("step_*") if p.is_dir())[:-self.config.keep_checkpoints]
+        old = sorted(p for p in root.glob("step_*") if p.is_dir())[: -self.config.keep_checkpoints]
         for p in old:
             shutil.rmtree(p)
         self.acc.wait_for_everyone()

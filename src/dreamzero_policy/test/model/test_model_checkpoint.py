@@ -39,10 +39,16 @@ def test_unknown_preset_suggests_close_names() -> None:
         get_preset("dreamzero14b")
 
 
-@pytest.mark.parametrize("change,match", [
-    (dict(num_heads=5), "divisible"), (dict(in_dim=20), "in_dim"), (dict(dit_step_mask=(True,) * 3), "dit_step_mask"),
-    (dict(cfg_scale=float("nan")), "cfg_scale"), (dict(latent_width=7), "divisible"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(num_heads=5), "divisible"),
+        (dict(in_dim=20), "in_dim"),
+        (dict(dit_step_mask=(True,) * 3), "dit_step_mask"),
+        (dict(cfg_scale=float("nan")), "cfg_scale"),
+        (dict(latent_width=7), "divisible"),
+    ],
+)
 def test_config_validation(change: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         get_preset("tiny", **change)

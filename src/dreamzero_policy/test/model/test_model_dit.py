@@ -30,8 +30,10 @@ def _batch(b: int = 1, nb: int = 2, seed: int = 1, has_action: float = 1.0) -> T
         latents=torch.randn(b, C, f, H, W, generator=g),
         context=torch.randn(b, CFG.text_len, CFG.text_dim, generator=g),
         state=torch.randn(b, nb, CFG.max_state_dim, generator=g),
-        actions=torch.rand(b, t, CFG.action_dim, generator=g) * 2 - 1, action_mask=mask,
-        has_action=torch.full((b,), has_action), y=y,
+        actions=torch.rand(b, t, CFG.action_dim, generator=g) * 2 - 1,
+        action_mask=mask,
+        has_action=torch.full((b,), has_action),
+        y=y,
         clip_feature=torch.randn(1, CFG.clip_tokens, CFG.clip_dim, generator=g),
     )
 
@@ -73,11 +75,19 @@ def test_mixed_batch_action_gradient_only_from_real_sample() -> None:
     """Batch of (real, video-only): the action loss gradient equals the real sample's alone (scaled by 1/B)."""
     model = _model()
     real, video_only = _batch(seed=1), _batch(seed=2, has_action=0.0)
-    both = TrainBatch(*(torch.cat([getattr(real, k), getattr(video_only, k)]) for k in
-                        ("latents", "context", "state", "actions", "action_mask", "has_action")),
-                      y=torch.cat([real.y, video_only.y]), clip_feature=real.clip_feature)
-    kw = dict(noise=torch.randn(2, C, 5, H, W), noise_action=torch.randn(2, 12, CFG.action_dim),
-              timestep_id_raw=torch.randint(0, 1000, (2, 5)))
+    both = TrainBatch(
+        *(
+            torch.cat([getattr(real, k), getattr(video_only, k)])
+            for k in ("latents", "context", "state", "actions", "action_mask", "has_action")
+        ),
+        y=torch.cat([real.y, video_only.y]),
+        clip_feature=real.clip_feature,
+    )
+    kw = dict(
+        noise=torch.randn(2, C, 5, H, W),
+        noise_action=torch.randn(2, 12, CFG.action_dim),
+        timestep_id_raw=torch.randint(0, 1000, (2, 5)),
+    )
     lf = FlowMatchingLoss(model)
     out2 = lf(both, **kw)
     out1 = lf(real, **{k: v[:1] for k, v in kw.items()})
@@ -112,9 +122,11 @@ def test_tiny_overfits_fixed_batch() -> None:
     batch = _batch(nb=1)
     batch.clip_feature = batch.clip_feature[:, :8]  # fewer CLIP tokens keep the test fast; shapes stay valid
     g = torch.Generator().manual_seed(5)
-    kw = dict(noise=torch.randn(1, C, 3, H, W, generator=g),
-              noise_action=torch.randn(1, 6, CFG.action_dim, generator=g),
-              timestep_id_raw=torch.tensor([[300, 400, 400]]))
+    kw = dict(
+        noise=torch.randn(1, C, 3, H, W, generator=g),
+        noise_action=torch.randn(1, 6, CFG.action_dim, generator=g),
+        timestep_id_raw=torch.tensor([[300, 400, 400]]),
+    )
     lf = FlowMatchingLoss(model)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     first = last = None
@@ -143,21 +155,31 @@ def test_training_forward_matches_kv_cache_with_inference_attention() -> None:
     t_frames = torch.tensor([[37.0, 916.0, 916.0, 624.0, 624.0]])
     t_act = torch.tensor([[916.0] * 6 + [624.0] * 6])
     with torch.no_grad():
-        v_tr, a_tr = model.forward_train(noisy, t_frames, clean, ctx, act, t_act, state, y=y, clip_feature=clip,
-                                         state_self_only=False)
+        v_tr, a_tr = model.forward_train(
+            noisy, t_frames, clean, ctx, act, t_act, state, y=y, clip_feature=clip, state_self_only=False
+        )
         v_off, _ = model.forward_train(noisy, t_frames, clean, ctx, act, t_act, state, y=y, clip_feature=clip)
         cross = model.encode_context(ctx, clip)
         cache = model.empty_cache(1, torch.device("cpu"), torch.float32)
         model.forward_cached(clean[:, :, :1], torch.zeros(1, 1), cross, cache, 0, y=y[:, :, :1], update_cache=True)
         for b in range(nb):
             s = 1 + 2 * b
-            v, a = model.forward_cached(noisy[:, :, s:s + 2], t_frames[:, s:s + 2], cross, cache, s, y=y[:, :, s:s + 2],
-                                        action=act[:, 6 * b:6 * b + 6], timestep_action=t_act[:, 6 * b:6 * b + 6],
-                                        state=state[:, b:b + 1])
-            assert torch.allclose(v, v_tr[:, :, s:s + 2], atol=1e-5), (v - v_tr[:, :, s:s + 2]).abs().max()
-            assert torch.allclose(a, a_tr[:, 6 * b:6 * b + 6], atol=1e-5)
-            model.forward_cached(clean[:, :, s:s + 2], torch.zeros(1, 2), cross, cache, s, y=y[:, :, s:s + 2],
-                                 update_cache=True)
+            v, a = model.forward_cached(
+                noisy[:, :, s : s + 2],
+                t_frames[:, s : s + 2],
+                cross,
+                cache,
+                s,
+                y=y[:, :, s : s + 2],
+                action=act[:, 6 * b : 6 * b + 6],
+                timestep_action=t_act[:, 6 * b : 6 * b + 6],
+                state=state[:, b : b + 1],
+            )
+            assert torch.allclose(v, v_tr[:, :, s : s + 2], atol=1e-5), (v - v_tr[:, :, s : s + 2]).abs().max()
+            assert torch.allclose(a, a_tr[:, 6 * b : 6 * b + 6], atol=1e-5)
+            model.forward_cached(
+                clean[:, :, s : s + 2], torch.zeros(1, 2), cross, cache, s, y=y[:, :, s : s + 2], update_cache=True
+            )
         # the official training pattern differs from inference exactly because of the state token
         assert not torch.allclose(v_off[:, :, 1:], v_tr[:, :, 1:], atol=1e-5)
 
@@ -168,8 +190,8 @@ def test_teacher_forcing_mask_structure() -> None:
     nv = 5 * t
     assert m.shape == (2 * nv + 14, 2 * nv + 14)
     assert m[:t, :t].all() and not m[:t, t:].any()  # clean frame 0: itself only
-    assert not m[nv + t:nv + 3 * t, 3 * t:nv].any()  # noisy block 0 never sees clean block >= 0 of its own slot
-    assert m[nv + 3 * t, :3 * t].all()  # noisy block 1 sees clean frame 0 + clean block 0
+    assert not m[nv + t : nv + 3 * t, 3 * t : nv].any()  # noisy block 0 never sees clean block >= 0 of its own slot
+    assert m[nv + 3 * t, : 3 * t].all()  # noisy block 1 sees clean frame 0 + clean block 0
     st = 2 * nv + 12
     assert m[st].sum() == 1 and m[st, st]
     m2 = teacher_forcing_mask(CFG, 2, state_self_only=False)
@@ -180,9 +202,12 @@ def _session(model: DreamZeroDiT, **kw) -> WorldActionModel:
     g = torch.Generator().manual_seed(11)
     wam = WorldActionModel(model, **kw)
     neg = torch.randn(1, CFG.text_len, CFG.text_dim, generator=g)
-    wam.set_conditioning(torch.randn(1, CFG.text_len, CFG.text_dim, generator=g), neg,
-                         torch.randn(1, CFG.clip_tokens, CFG.clip_dim, generator=g),
-                         torch.randn(1, CFG.y_channels, 9, H, W, generator=g))
+    wam.set_conditioning(
+        torch.randn(1, CFG.text_len, CFG.text_dim, generator=g),
+        neg,
+        torch.randn(1, CFG.clip_tokens, CFG.clip_dim, generator=g),
+        torch.randn(1, CFG.y_channels, 9, H, W, generator=g),
+    )
     wam.prefill(torch.randn(1, C, 1, H, W, generator=g))
     return wam
 
@@ -230,16 +255,27 @@ def test_batched_cfg_equals_two_separate_passes() -> None:
     y = wam._y[:, :, 1:3]
     t, ta = torch.full((2, 2), 833.0), torch.full((2, 6), 833.0)
     with torch.no_grad():
-        v2, a2 = model.forward_cached(x.expand(2, -1, -1, -1, -1), t, cross, cache, 1, y=y.expand(2, -1, -1, -1, -1),
-                                      action=act.expand(2, -1, -1), timestep_action=ta, state=state.expand(2, -1, -1))
+        v2, a2 = model.forward_cached(
+            x.expand(2, -1, -1, -1, -1),
+            t,
+            cross,
+            cache,
+            1,
+            y=y.expand(2, -1, -1, -1, -1),
+            action=act.expand(2, -1, -1),
+            timestep_action=ta,
+            state=state.expand(2, -1, -1),
+        )
         for row in (0, 1):
-            sub = type(cache)([k[row:row + 1] for k in cache.keys], [v[row:row + 1] for v in cache.values])
-            sub_cross = [tuple(None if z is None else z[row:row + 1] if z.shape[0] == 2 else z for z in c)
-                         for c in cross]
-            v1, a1 = model.forward_cached(x, t[:1], sub_cross, sub, 1, y=y, action=act, timestep_action=ta[:1],
-                                          state=state)
-            assert torch.allclose(v2[row:row + 1], v1, atol=1e-5)
-            assert torch.allclose(a2[row:row + 1], a1, atol=1e-5)
+            sub = type(cache)([k[row : row + 1] for k in cache.keys], [v[row : row + 1] for v in cache.values])
+            sub_cross = [
+                tuple(None if z is None else z[row : row + 1] if z.shape[0] == 2 else z for z in c) for c in cross
+            ]
+            v1, a1 = model.forward_cached(
+                x, t[:1], sub_cross, sub, 1, y=y, action=act, timestep_action=ta[:1], state=state
+            )
+            assert torch.allclose(v2[row : row + 1], v1, atol=1e-5)
+            assert torch.allclose(a2[row : row + 1], a1, atol=1e-5)
 
 
 def test_seeded_noise_is_deterministic_and_seed_dependent() -> None:

@@ -34,15 +34,32 @@ def _inputs(seed: int = 3) -> dict[str, torch.Tensor]:
     }
 
 
-def _session(model: DreamZeroDiT, inp: dict[str, torch.Tensor], frames: int,
-             need_output: bool = True) -> tuple[list, KVCache]:
+def _session(
+    model: DreamZeroDiT, inp: dict[str, torch.Tensor], frames: int, need_output: bool = True
+) -> tuple[list, KVCache]:
     cross = model.encode_context(inp["ctx"], inp["clip"])
     cache = model.empty_cache(2, torch.device("cpu"), torch.float32)
-    model.forward_cached(inp["clean"][:, :, :1], torch.zeros(2, 1), cross, cache, 0, y=inp["y"][:, :, :1],
-                         update_cache=True, need_output=need_output)
+    model.forward_cached(
+        inp["clean"][:, :, :1],
+        torch.zeros(2, 1),
+        cross,
+        cache,
+        0,
+        y=inp["y"][:, :, :1],
+        update_cache=True,
+        need_output=need_output,
+    )
     for s in range(1, frames, 2):
-        model.forward_cached(inp["clean"][:, :, s:s + 2], torch.zeros(2, 2), cross, cache, s,
-                             y=inp["y"][:, :, s:s + 2], update_cache=True, need_output=need_output)
+        model.forward_cached(
+            inp["clean"][:, :, s : s + 2],
+            torch.zeros(2, 2),
+            cross,
+            cache,
+            s,
+            y=inp["y"][:, :, s : s + 2],
+            update_cache=True,
+            need_output=need_output,
+        )
     return cross, cache
 
 
@@ -50,8 +67,17 @@ def _denoise(model: DreamZeroDiT, inp: dict[str, torch.Tensor], cross: list, cac
     t = torch.tensor([[700.0, 650.0], [700.0, 650.0]])  # per-frame timesteps differ: groups matter
     ta = torch.linspace(100.0, 900.0, CFG.num_action_per_block).expand(2, -1)
     ys = min(start, 7)  # y holds 9 frames; its content only has to be the same across compared passes
-    return model.forward_cached(inp["noisy"], t, cross, cache, start, y=inp["y"][:, :, ys:ys + 2],
-                                action=inp["act"], timestep_action=ta, state=inp["state"])
+    return model.forward_cached(
+        inp["noisy"],
+        t,
+        cross,
+        cache,
+        start,
+        y=inp["y"][:, :, ys : ys + 2],
+        action=inp["act"],
+        timestep_action=ta,
+        state=inp["state"],
+    )
 
 
 def test_fast_path_matches_autograd_path() -> None:
@@ -92,8 +118,9 @@ def test_window_keeps_the_last_tokens_like_a_trimmed_cache() -> None:
         v2, a2 = _denoise(model, inp, cross, trimmed, 9)
         assert torch.allclose(v1, v2, atol=1e-6) and torch.allclose(a1, a2, atol=1e-6)
         assert cache.length == window  # a denoising pass never changes the cache
-        model.forward_cached(inp["clean"][:, :, 1:3], torch.zeros(2, 2), cross, cache, 9, y=inp["y"][:, :, 1:3],
-                             update_cache=True)
+        model.forward_cached(
+            inp["clean"][:, :, 1:3], torch.zeros(2, 2), cross, cache, 9, y=inp["y"][:, :, 1:3], update_cache=True
+        )
         assert cache.length == window
 
 
@@ -132,8 +159,7 @@ def test_linear_kernel_matches_f_linear() -> None:
     w, b = torch.randn(256, 128, generator=g), torch.randn(256, generator=g)
     with torch.inference_mode():
         assert torch.allclose(linear(x, w, b), F.linear(x, w, b), atol=1e-4)
-        assert torch.allclose(linear(x, w, b, gelu_tanh=True), F.gelu(F.linear(x, w, b), approximate="tanh"),
-                              atol=1e-4)
+        assert torch.allclose(linear(x, w, b, gelu_tanh=True), F.gelu(F.linear(x, w, b), approximate="tanh"), atol=1e-4)
         w.mul_(2.0)  # a changed weight is repacked
         assert torch.allclose(linear(x, w, b), F.linear(x, w, b), atol=2e-4)
 

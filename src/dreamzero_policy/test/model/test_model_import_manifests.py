@@ -28,14 +28,19 @@ from torch import nn
 MANIFESTS = Path(__file__).resolve().parents[4] / "test" / "fixtures" / "reference"
 # dreamzero-architecture.md §2.1: parameters per component of the official models
 DOC_COUNTS = {
-    "dreamzero-14b-droid": dict(dit=16_484_292_448, text_encoder=5_680_910_336, image_encoder=632_076_801,
-                                vae=126_892_531),
-    "dreamzero-5b-wan22": dict(dit=5_606_692_832, text_encoder=5_680_910_336, image_encoder=632_076_801,
-                               vae=704_688_668),
+    "dreamzero-14b-droid": dict(
+        dit=16_484_292_448, text_encoder=5_680_910_336, image_encoder=632_076_801, vae=126_892_531
+    ),
+    "dreamzero-5b-wan22": dict(
+        dit=5_606_692_832, text_encoder=5_680_910_336, image_encoder=632_076_801, vae=704_688_668
+    ),
 }
 DOC_COUNTS["dreamzero-14b-droid-lora"] = DOC_COUNTS["dreamzero-14b-droid"]
-PRESET = {"dreamzero-14b-droid": "dreamzero-14b", "dreamzero-14b-droid-lora": "dreamzero-14b",
-          "dreamzero-5b-wan22": "dreamzero-5b"}
+PRESET = {
+    "dreamzero-14b-droid": "dreamzero-14b",
+    "dreamzero-14b-droid-lora": "dreamzero-14b",
+    "dreamzero-5b-wan22": "dreamzero-5b",
+}
 
 
 def _manifest(name: str) -> dict[str, torch.Tensor]:
@@ -50,8 +55,12 @@ def _manifest(name: str) -> dict[str, torch.Tensor]:
 
 def _modules(cfg: DreamZeroConfig) -> dict[str, nn.Module]:
     with torch.device("meta"):
-        return {"dit": DreamZeroDiT(cfg), "text_encoder": build_text_encoder(cfg),
-                "image_encoder": build_image_encoder(cfg), "vae": build_vae(cfg)}
+        return {
+            "dit": DreamZeroDiT(cfg),
+            "text_encoder": build_text_encoder(cfg),
+            "image_encoder": build_image_encoder(cfg),
+            "vae": build_vae(cfg),
+        }
 
 
 def _params(module: nn.Module) -> int:
@@ -105,8 +114,9 @@ def test_manifest_missing_vae_tensor_is_named(five_b: dict[str, torch.Tensor]) -
     del sd["action_head.vae.model.decoder.upsamples.2.upsamples.0.shortcut.weight"]
     with torch.device("meta"):
         vae = build_vae(get_preset("dreamzero-5b"))
-    with pytest.raises(CheckpointError,
-                       match=r"\[vae\] missing tensor 'decoder\.up_blocks\.2\.resnets\.0\.conv_shortcut"):
+    with pytest.raises(
+        CheckpointError, match=r"\[vae\] missing tensor 'decoder\.up_blocks\.2\.resnets\.0\.conv_shortcut"
+    ):
         load_official_state_dict(sd, vae=vae, assign=True)
 
 

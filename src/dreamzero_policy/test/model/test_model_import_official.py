@@ -34,8 +34,18 @@ from dreamzero_policy.model.modeling_dreamzero import DreamZeroDiT
 from parity_fixture import load_case
 
 PEFT = OFFICIAL_DIT_PREFIX + "base_model.model."
-LORA_TARGETS = ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o", "cross_attn.q", "cross_attn.k",
-                "cross_attn.v", "cross_attn.o", "ffn.0", "ffn.2")
+LORA_TARGETS = (
+    "self_attn.q",
+    "self_attn.k",
+    "self_attn.v",
+    "self_attn.o",
+    "cross_attn.q",
+    "cross_attn.k",
+    "cross_attn.v",
+    "cross_attn.o",
+    "ffn.0",
+    "ffn.2",
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +61,17 @@ def inputs() -> dict[str, torch.Tensor]:
 
 def _forward(model: DreamZeroDiT, d: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
-        return model.forward_train(d["x"], d["timestep"], d["clean_x"], d["context"], d["action"],
-                                   d["timestep_action"], d["state"], y=d["y"], clip_feature=d["clip_feature"])
+        return model.forward_train(
+            d["x"],
+            d["timestep"],
+            d["clean_x"],
+            d["context"],
+            d["action"],
+            d["timestep_action"],
+            d["state"],
+            y=d["y"],
+            clip_feature=d["clip_feature"],
+        )
 
 
 def _dit(sd: dict[str, torch.Tensor]) -> DreamZeroDiT:
@@ -62,14 +81,18 @@ def _dit(sd: dict[str, torch.Tensor]) -> DreamZeroDiT:
     return model.eval()
 
 
-def _lora_checkpoint(official: dict[str, torch.Tensor], base_layer: bool, rank: int = 3, seed: int = 0,
-                     ) -> tuple[dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+def _lora_checkpoint(
+    official: dict[str, torch.Tensor],
+    base_layer: bool,
+    rank: int = 3,
+    seed: int = 0,
+) -> tuple[dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """The tiny DiT in peft's LoRA layout with random (non-zero) A/B; returns (checkpoint, {module: (A, B)})."""
     g = torch.Generator().manual_seed(seed)
     ckpt: dict[str, torch.Tensor] = {}
     pairs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for key, t in official.items():
-        rel = key[len(OFFICIAL_DIT_PREFIX):]
+        rel = key[len(OFFICIAL_DIT_PREFIX) :]
         module, _, leaf = rel.rpartition(".")
         targeted = any(module.endswith(s) for s in LORA_TARGETS) and module.startswith("blocks.")
         base_name = f"{module}.base_layer.{leaf}" if targeted and base_layer else rel
@@ -84,8 +107,9 @@ def _lora_checkpoint(official: dict[str, torch.Tensor], base_layer: bool, rank: 
 
 
 @pytest.mark.parametrize("base_layer,scaling", [(False, 1.0), (True, 0.5)])
-def test_lora_merge_equals_base_plus_lora_forward(official: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor],
-                                                  base_layer: bool, scaling: float) -> None:
+def test_lora_merge_equals_base_plus_lora_forward(
+    official: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor], base_layer: bool, scaling: float
+) -> None:
     ckpt, pairs = _lora_checkpoint(official, base_layer)
     merged, n = merge_lora(ckpt, scaling=scaling)
     assert n == len(pairs) == 2 * len(LORA_TARGETS)
@@ -96,7 +120,8 @@ def test_lora_merge_equals_base_plus_lora_forward(official: dict[str, torch.Tens
     for module, (a, b) in pairs.items():
         ours = official_to_ours(module + ".weight")[0].rpartition(".")[0]
         ref.get_submodule(ours).register_forward_hook(
-            lambda _m, args, out, a=a, b=b: out + scaling * (args[0] @ a.T) @ b.T)
+            lambda _m, args, out, a=a, b=b: out + scaling * (args[0] @ a.T) @ b.T
+        )
     v_ref, a_ref = _forward(ref, inputs)
     v, act = _forward(merged_model, inputs)
     torch.testing.assert_close(v, v_ref, atol=2e-5, rtol=1e-5)
@@ -129,7 +154,8 @@ def test_lora_errors_name_the_tensor(official: dict[str, torch.Tensor]) -> None:
 def test_corrupt_and_mismatched_official_checkpoint_names_first_bad_tensor(official: dict[str, torch.Tensor]) -> None:
     nan = dict(official)
     nan[OFFICIAL_DIT_PREFIX + "blocks.1.cross_attn.k_img.weight"] = torch.full_like(
-        official[OFFICIAL_DIT_PREFIX + "blocks.1.cross_attn.k_img.weight"], float("nan"))
+        official[OFFICIAL_DIT_PREFIX + "blocks.1.cross_attn.k_img.weight"], float("nan")
+    )
     with pytest.raises(CheckpointError, match=r"\[dit\] tensor 'blocks\.1\.attn2\.add_k_proj\.weight'.*non-finite"):
         _dit(nan)
     shaped = dict(official)
@@ -153,19 +179,32 @@ def _write_official_folder(folder: Path, sd: dict[str, torch.Tensor], config: di
         (folder / "experiment_cfg" / "metadata.json").write_text(json.dumps(metadata))
 
 
-DROID_META = {"oxe_droid": {
-    "statistics": {
-        "state": {"joint_position": {"q01": [-1.0] * 7, "q99": [1.0] * 7, "min": [-2.0] * 7, "max": [2.0] * 7},
-                  "gripper_position": {"q01": [0.0], "q99": [1.0]}},
-        "action": {"joint_position": {"q01": [-0.1 * i for i in range(1, 8)], "q99": [0.1 * i for i in range(1, 8)],
-                                      "mean": [0.0] * 7, "std": [0.05] * 7},
-                   "gripper_position": {"q01": [0.0], "q99": [0.9]}}},
-    "modalities": {"video": {"exterior_image_1_left": {"resolution": [320, 180], "channels": 3, "fps": 15}}},
-    "embodiment_tag": "oxe_droid"}}
+DROID_META = {
+    "oxe_droid": {
+        "statistics": {
+            "state": {
+                "joint_position": {"q01": [-1.0] * 7, "q99": [1.0] * 7, "min": [-2.0] * 7, "max": [2.0] * 7},
+                "gripper_position": {"q01": [0.0], "q99": [1.0]},
+            },
+            "action": {
+                "joint_position": {
+                    "q01": [-0.1 * i for i in range(1, 8)],
+                    "q99": [0.1 * i for i in range(1, 8)],
+                    "mean": [0.0] * 7,
+                    "std": [0.05] * 7,
+                },
+                "gripper_position": {"q01": [0.0], "q99": [0.9]},
+            },
+        },
+        "modalities": {"video": {"exterior_image_1_left": {"resolution": [320, 180], "channels": 3, "fps": 15}}},
+        "embodiment_tag": "oxe_droid",
+    }
+}
 
 
-def test_checkpoint_folder_with_lora_only_file_and_base(tmp_path: Path, official: dict[str, torch.Tensor],
-                                                        inputs: dict[str, torch.Tensor]) -> None:
+def test_checkpoint_folder_with_lora_only_file_and_base(
+    tmp_path: Path, official: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor]
+) -> None:
     ckpt, _ = _lora_checkpoint(official, base_layer=False)
     expected = _forward(_dit(merge_lora(ckpt)[0]), inputs)
     lora_only = {k: v for k, v in ckpt.items() if "lora_" in k or "_encoder." in k or "action_decoder." in k}
@@ -177,7 +216,7 @@ def test_checkpoint_folder_with_lora_only_file_and_base(tmp_path: Path, official
     loaded = load_official_checkpoint(tmp_path / "lora", base=tmp_path / "base.safetensors")
     assert loaded.lora_merged == 2 * len(LORA_TARGETS) and loaded.config == config
     assert set(loaded.metadata) == {"oxe_droid"}
-    bare = {k[len(OFFICIAL_DIT_PREFIX):]: v for k, v in official.items()}  # a Wan DiT file has no prefix
+    bare = {k[len(OFFICIAL_DIT_PREFIX) :]: v for k, v in official.items()}  # a Wan DiT file has no prefix
     again = load_official_checkpoint(tmp_path / "lora", base=bare, base_prefix=OFFICIAL_DIT_PREFIX)
     assert again.state_dict.keys() == loaded.state_dict.keys()
     assert all(torch.equal(again.state_dict[k], v) for k, v in loaded.state_dict.items())
@@ -220,13 +259,16 @@ def test_metadata_statistics_parse() -> None:
         stats.bounds("state", ["cartesian"])
 
 
-@pytest.mark.parametrize("change,match", [
-    (("state", "gripper_position", "q99"), "needs q01 and q99"),
-    (("action", "joint_position", "q99", [-1.0] * 7), r"q99 < q01 at indices \[0, 1, 2, 3, 4, 5, 6\]"),
-    (("action", "joint_position", "mean", [0.0] * 3), "differ in length"),
-    (("state", "joint_position", "q01", ["a"] * 7), "list of numbers"),
-    (("state", "joint_position", "q01", [float("nan")] * 7), "non-finite"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (("state", "gripper_position", "q99"), "needs q01 and q99"),
+        (("action", "joint_position", "q99", [-1.0] * 7), r"q99 < q01 at indices \[0, 1, 2, 3, 4, 5, 6\]"),
+        (("action", "joint_position", "mean", [0.0] * 3), "differ in length"),
+        (("state", "joint_position", "q01", ["a"] * 7), "list of numbers"),
+        (("state", "joint_position", "q01", [float("nan")] * 7), "non-finite"),
+    ],
+)
 def test_metadata_bad_statistics_are_named(change: tuple, match: str) -> None:
     meta = json.loads(json.dumps(DROID_META))
     entry = meta["oxe_droid"]["statistics"][change[0]][change[1]]
@@ -238,27 +280,43 @@ def test_metadata_bad_statistics_are_named(change: tuple, match: str) -> None:
         parse_official_metadata(meta)
 
 
-def test_config_targets_are_never_executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           official: dict[str, torch.Tensor]) -> None:
+def test_config_targets_are_never_executed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, official: dict[str, torch.Tensor]
+) -> None:
     calls: list[str] = []
-    for mod, attr in [(os, "system"), (subprocess, "Popen"), (importlib, "import_module"), (pydoc, "locate"),
-                      (builtins, "eval")]:
+    for mod, attr in [
+        (os, "system"),
+        (subprocess, "Popen"),
+        (importlib, "import_module"),
+        (pydoc, "locate"),
+        (builtins, "eval"),
+    ]:
         monkeypatch.setattr(mod, attr, lambda *a, _n=f"{mod.__name__}.{attr}", **k: calls.append(_n))
     marker = tmp_path / "pwned"
     config = {
-        "_target_": "os.system", "_args_": [f"touch {marker}"],
-        "action_head_cfg": {"_target_": "builtins.eval", "_recursive_": True, "train_architecture": "full",
-                            "vae_cfg": {"_target_": "subprocess.Popen", "_args_": [["touch", str(marker)]],
-                                        "vae_path": "/x"},
-                            "transforms": [{"_target_": "os.system", "command": f"touch {marker}"}]},
+        "_target_": "os.system",
+        "_args_": [f"touch {marker}"],
+        "action_head_cfg": {
+            "_target_": "builtins.eval",
+            "_recursive_": True,
+            "train_architecture": "full",
+            "vae_cfg": {"_target_": "subprocess.Popen", "_args_": [["touch", str(marker)]], "vae_path": "/x"},
+            "transforms": [{"_target_": "os.system", "command": f"touch {marker}"}],
+        },
     }
     clean, ignored = read_official_config(config)
     assert "_target_" not in json.dumps(clean) and "_args_" not in json.dumps(clean)
     assert clean["action_head_cfg"]["vae_cfg"] == {"vae_path": "/x"}
     assert clean["action_head_cfg"]["transforms"] == [{"command": f"touch {marker}"}]
-    assert set(ignored) == {"_target_", "_args_", "action_head_cfg._target_", "action_head_cfg._recursive_",
-                            "action_head_cfg.vae_cfg._target_", "action_head_cfg.vae_cfg._args_",
-                            "action_head_cfg.transforms[0]._target_"}
+    assert set(ignored) == {
+        "_target_",
+        "_args_",
+        "action_head_cfg._target_",
+        "action_head_cfg._recursive_",
+        "action_head_cfg.vae_cfg._target_",
+        "action_head_cfg.vae_cfg._args_",
+        "action_head_cfg.transforms[0]._target_",
+    }
     _write_official_folder(tmp_path / "ckpt", official, config, DROID_META)
     loaded = load_official_checkpoint(tmp_path / "ckpt")
     assert loaded.config == clean and set(loaded.ignored_config_keys) == set(ignored)

@@ -47,12 +47,23 @@ def shared() -> dict[str, torch.Tensor]:
 def test_tiny_preset_matches_fixture_config() -> None:
     kw = load_json("config")["constructor_kwargs"]
     cfg: DreamZeroConfig = get_preset("tiny")
-    for ours, theirs in [("dim", "dim"), ("ffn_dim", "ffn_dim"), ("num_layers", "num_layers"),
-                         ("num_heads", "num_heads"), ("in_dim", "in_dim"), ("out_dim", "out_dim"),
-                         ("text_dim", "text_dim"), ("text_len", "text_len"), ("freq_dim", "freq_dim"),
-                         ("num_frame_per_block", "num_frame_per_block"), ("hidden_size", "hidden_size"),
-                         ("num_action_per_block", "num_action_per_block"), ("action_dim", "action_dim"),
-                         ("max_state_dim", "max_state_dim"), ("max_chunk_size", "max_chunk_size")]:
+    for ours, theirs in [
+        ("dim", "dim"),
+        ("ffn_dim", "ffn_dim"),
+        ("num_layers", "num_layers"),
+        ("num_heads", "num_heads"),
+        ("in_dim", "in_dim"),
+        ("out_dim", "out_dim"),
+        ("text_dim", "text_dim"),
+        ("text_len", "text_len"),
+        ("freq_dim", "freq_dim"),
+        ("num_frame_per_block", "num_frame_per_block"),
+        ("hidden_size", "hidden_size"),
+        ("num_action_per_block", "num_action_per_block"),
+        ("action_dim", "action_dim"),
+        ("max_state_dim", "max_state_dim"),
+        ("max_chunk_size", "max_chunk_size"),
+    ]:
         assert getattr(cfg, ours) == kw[theirs], ours
     assert cfg.tokens_per_frame == kw["frame_seqlen"]
     assert cfg.rope_split == (8, 4, 4)
@@ -62,8 +73,17 @@ def test_tiny_preset_matches_fixture_config() -> None:
 def test_train_forward(model: DreamZeroDiT, shared: dict[str, torch.Tensor]) -> None:
     tf = load_case("train_forward")
     with torch.no_grad():
-        v, a = model.forward_train(tf["x"], tf["timestep"], tf["clean_x"], tf["context"], tf["action"],
-                                   tf["timestep_action"], tf["state"], y=tf["y"], clip_feature=shared["clip_feature"])
+        v, a = model.forward_train(
+            tf["x"],
+            tf["timestep"],
+            tf["clean_x"],
+            tf["context"],
+            tf["action"],
+            tf["timestep_action"],
+            tf["state"],
+            y=tf["y"],
+            clip_feature=shared["clip_feature"],
+        )
     assert _maxdiff(v, tf["out.video_velocity"]) <= DIT_ATOL
     assert _maxdiff(a, tf["out.action_velocity"]) <= DIT_ATOL
 
@@ -72,9 +92,18 @@ def test_train_forward_state_mask_matters(model: DreamZeroDiT, shared: dict[str,
     """The inference-pattern option changes the output (so the official default is really what matched)."""
     tf = load_case("train_forward")
     with torch.no_grad():
-        v, _ = model.forward_train(tf["x"], tf["timestep"], tf["clean_x"], tf["context"], tf["action"],
-                                   tf["timestep_action"], tf["state"], y=tf["y"],
-                                   clip_feature=shared["clip_feature"], state_self_only=False)
+        v, _ = model.forward_train(
+            tf["x"],
+            tf["timestep"],
+            tf["clean_x"],
+            tf["context"],
+            tf["action"],
+            tf["timestep_action"],
+            tf["state"],
+            y=tf["y"],
+            clip_feature=shared["clip_feature"],
+            state_self_only=False,
+        )
     assert _maxdiff(v, tf["out.video_velocity"]) > 1e-3
 
 
@@ -82,8 +111,11 @@ def _kv_layers(cache, ref: torch.Tensor) -> float:
     """ref: [layers, 2, B, L, heads, head_dim]; ours: per layer [B, heads, L, head_dim]."""
     worst = 0.0
     for i in range(ref.shape[0]):
-        worst = max(worst, _maxdiff(cache.keys[i].transpose(1, 2), ref[i, 0]),
-                    _maxdiff(cache.values[i].transpose(1, 2), ref[i, 1]))
+        worst = max(
+            worst,
+            _maxdiff(cache.keys[i].transpose(1, 2), ref[i, 0]),
+            _maxdiff(cache.values[i].transpose(1, 2), ref[i, 1]),
+        )
     return worst
 
 
@@ -97,28 +129,46 @@ def test_kv_inference_steps(
     with torch.no_grad():
         # a_prefill: frame-0 latent at start 0, cache updated
         assert int(kv["a_prefill.current_start_frame"]) == 0 and int(kv["a_prefill.cache_updated"]) == 1
-        v, a = model.forward_cached(kv["a_prefill.x"], kv["a_prefill.timestep"], cross, cache, 0,
-                                    y=kv["a_prefill.y"], update_cache=True)
+        v, a = model.forward_cached(
+            kv["a_prefill.x"], kv["a_prefill.timestep"], cross, cache, 0, y=kv["a_prefill.y"], update_cache=True
+        )
         assert a is None
         assert _maxdiff(v, kv[f"a_prefill.out.video_velocity.{branch}"]) <= DIT_ATOL
         assert _kv_layers(cache, kv[f"a_prefill.kv_cache.{branch}"]) <= DIT_ATOL
         # b_denoise1: noisy block 1 at start 1, cache not updated
         before = cache.length
-        v, a = model.forward_cached(kv["b_denoise1.x"], kv["b_denoise1.timestep"], cross, cache, 1,
-                                    y=kv["b_denoise1.y"], action=kv["b_denoise1.action"],
-                                    timestep_action=kv["b_denoise1.timestep_action"], state=kv["b_denoise1.state"])
+        v, a = model.forward_cached(
+            kv["b_denoise1.x"],
+            kv["b_denoise1.timestep"],
+            cross,
+            cache,
+            1,
+            y=kv["b_denoise1.y"],
+            action=kv["b_denoise1.action"],
+            timestep_action=kv["b_denoise1.timestep_action"],
+            state=kv["b_denoise1.state"],
+        )
         assert cache.length == before
         assert _maxdiff(v, kv[f"b_denoise1.out.video_velocity.{branch}"]) <= DIT_ATOL
         assert _maxdiff(a, kv[f"b_denoise1.out.action_velocity.{branch}"]) <= DIT_ATOL
         # c_write1: observed block 1 written at start 1
-        v, _ = model.forward_cached(kv["c_write1.x"], kv["c_write1.timestep"], cross, cache, 1,
-                                    y=kv["c_write1.y"], update_cache=True)
+        v, _ = model.forward_cached(
+            kv["c_write1.x"], kv["c_write1.timestep"], cross, cache, 1, y=kv["c_write1.y"], update_cache=True
+        )
         assert _maxdiff(v, kv[f"c_write1.out.video_velocity.{branch}"]) <= DIT_ATOL
         assert _kv_layers(cache, kv[f"c_write1.kv_cache.{branch}"]) <= DIT_ATOL
         # d_denoise2: block 2 at start 3 (action/state RoPE block index 1)
-        v, a = model.forward_cached(kv["d_denoise2.x"], kv["d_denoise2.timestep"], cross, cache, 3,
-                                    y=kv["d_denoise2.y"], action=kv["d_denoise2.action"],
-                                    timestep_action=kv["d_denoise2.timestep_action"], state=kv["d_denoise2.state"])
+        v, a = model.forward_cached(
+            kv["d_denoise2.x"],
+            kv["d_denoise2.timestep"],
+            cross,
+            cache,
+            3,
+            y=kv["d_denoise2.y"],
+            action=kv["d_denoise2.action"],
+            timestep_action=kv["d_denoise2.timestep_action"],
+            state=kv["d_denoise2.state"],
+        )
         assert _maxdiff(v, kv[f"d_denoise2.out.video_velocity.{branch}"]) <= DIT_ATOL
         assert _maxdiff(a, kv[f"d_denoise2.out.action_velocity.{branch}"]) <= DIT_ATOL
 
@@ -133,12 +183,26 @@ def test_kv_inference_batched_cfg(model: DreamZeroDiT, shared: dict[str, torch.T
         return t.expand(2, *t.shape[1:])
 
     with torch.no_grad():
-        model.forward_cached(two(kv["a_prefill.x"]), two(kv["a_prefill.timestep"]), cross, cache, 0,
-                             y=two(kv["a_prefill.y"]), update_cache=True)
-        v, _ = model.forward_cached(two(kv["b_denoise1.x"]), two(kv["b_denoise1.timestep"]), cross, cache, 1,
-                                    y=two(kv["b_denoise1.y"]), action=two(kv["b_denoise1.action"]),
-                                    timestep_action=two(kv["b_denoise1.timestep_action"]),
-                                    state=two(kv["b_denoise1.state"]))
+        model.forward_cached(
+            two(kv["a_prefill.x"]),
+            two(kv["a_prefill.timestep"]),
+            cross,
+            cache,
+            0,
+            y=two(kv["a_prefill.y"]),
+            update_cache=True,
+        )
+        v, _ = model.forward_cached(
+            two(kv["b_denoise1.x"]),
+            two(kv["b_denoise1.timestep"]),
+            cross,
+            cache,
+            1,
+            y=two(kv["b_denoise1.y"]),
+            action=two(kv["b_denoise1.action"]),
+            timestep_action=two(kv["b_denoise1.timestep_action"]),
+            state=two(kv["b_denoise1.state"]),
+        )
     cfg = v[1:2] + 5.0 * (v[0:1] - v[1:2])
     assert _maxdiff(cfg, kv["b_denoise1.out.video_velocity.cfg"]) <= LOOP_ATOL
 
@@ -195,13 +259,22 @@ def test_closed_loop_dit_trace(model: DreamZeroDiT, shared: dict[str, torch.Tens
 
 def _batch(loss: dict[str, torch.Tensor], shared: dict[str, torch.Tensor], names: list[str]) -> tuple:
     cat = lambda key: torch.cat([loss[f"{n}.{key}"] for n in names])  # noqa: E731
-    b = TrainBatch(cat("clean_latents"), cat("text_context"), cat("state"), cat("action"), cat("action_mask"),
-                   cat("has_real_action"), y=cat("y"), clip_feature=shared["clip_feature"])
+    b = TrainBatch(
+        cat("clean_latents"),
+        cat("text_context"),
+        cat("state"),
+        cat("action"),
+        cat("action_mask"),
+        cat("has_real_action"),
+        y=cat("y"),
+        clip_feature=shared["clip_feature"],
+    )
     return b, cat("noise"), cat("noise_action"), cat("timestep_id_raw")
 
 
-@pytest.mark.parametrize("run,names", [("sample0", ["sample0"]), ("sample1", ["sample1"]),
-                                       ("batch2", ["sample0", "sample1"])])
+@pytest.mark.parametrize(
+    "run,names", [("sample0", ["sample0"]), ("sample1", ["sample1"]), ("batch2", ["sample0", "sample1"])]
+)
 def test_loss(model: DreamZeroDiT, shared: dict[str, torch.Tensor], run: str, names: list[str]) -> None:
     ref = load_case("loss")
     batch, noise, noise_action, raw = _batch(ref, shared, names)

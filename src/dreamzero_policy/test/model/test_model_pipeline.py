@@ -77,14 +77,17 @@ def test_prompt_embeddings_are_cached(pipe: WorldActionPipeline) -> None:
     assert pipe.config.negative_prompt in pipe._prompt_cache
 
 
-@pytest.mark.parametrize("frames,state,prompt,match", [
-    (np.zeros((1, 32, 64, 3), np.float32), np.zeros(8, np.float32), "p", "uint8"),
-    (np.zeros((1, 30, 64, 3), np.uint8), np.zeros(8, np.float32), "p", r"\(T, 32, 64, 3\)"),
-    (np.zeros((3, 32, 64, 3), np.uint8), np.zeros(8, np.float32), "p", "1 \\(session start\\) or 4"),
-    (np.zeros((1, 32, 64, 3), np.uint8), np.full(8, np.nan, np.float32), "p", "finite"),
-    (np.zeros((1, 32, 64, 3), np.uint8), np.zeros(65, np.float32), "p", "k <= 64"),
-    (np.zeros((1, 32, 64, 3), np.uint8), np.zeros(8, np.float32), None, "str"),
-])
+@pytest.mark.parametrize(
+    "frames,state,prompt,match",
+    [
+        (np.zeros((1, 32, 64, 3), np.float32), np.zeros(8, np.float32), "p", "uint8"),
+        (np.zeros((1, 30, 64, 3), np.uint8), np.zeros(8, np.float32), "p", r"\(T, 32, 64, 3\)"),
+        (np.zeros((3, 32, 64, 3), np.uint8), np.zeros(8, np.float32), "p", "1 \\(session start\\) or 4"),
+        (np.zeros((1, 32, 64, 3), np.uint8), np.full(8, np.nan, np.float32), "p", "finite"),
+        (np.zeros((1, 32, 64, 3), np.uint8), np.zeros(65, np.float32), "p", "k <= 64"),
+        (np.zeros((1, 32, 64, 3), np.uint8), np.zeros(8, np.float32), None, "str"),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(pipe: WorldActionPipeline, frames, state, prompt, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         pipe.infer(frames, state, prompt)

@@ -32,9 +32,7 @@ def sched() -> dict[str, torch.Tensor]:
 def _bitwise(actual: torch.Tensor, expected: torch.Tensor) -> None:
     assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    assert torch.equal(actual, expected), (
-        f"max diff {(actual.double() - expected.double()).abs().max().item()}"
-    )
+    assert torch.equal(actual, expected), f"max diff {(actual.double() - expected.double()).abs().max().item()}"
 
 
 # --- grids --------------------------------------------------------------------------------------------------

@@ -23,8 +23,11 @@ import numpy as np
 import pytest
 
 DROID_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
-DROID_CAMERAS = {"exterior_1": "/sim/exterior_1/image_raw", "exterior_2": "/sim/exterior_2/image_raw",
-                 "wrist": "/sim/wrist/image_raw"}
+DROID_CAMERAS = {
+    "exterior_1": "/sim/exterior_1/image_raw",
+    "exterior_2": "/sim/exterior_2/image_raw",
+    "wrist": "/sim/wrist/image_raw",
+}
 ACTION_DIM = 8
 HORIZON = 24
 
@@ -32,25 +35,27 @@ HORIZON = 24
 class SensorPeer:
     """Publishes synthetic cameras + joint states at ``rate_hz`` (see module docstring)."""
 
-    def __init__(self, ros: Any, rate_hz: float = 15.0, width: int = 64, height: int = 48,
-                 cameras: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, ros: Any, rate_hz: float = 15.0, width: int = 64, height: int = 48, cameras: dict[str, str] | None = None
+    ) -> None:
         from dreamzero_policy.nodes import qos
         from sensor_msgs.msg import Image, JointState
 
         self.node = ros.node("test_sensor_peer")
         self.width, self.height = width, height
         self.cameras = dict(cameras or DROID_CAMERAS)
-        self.cam_pubs = {name: self.node.create_publisher(Image, topic, qos.image_qos)
-                         for name, topic in self.cameras.items()}
+        self.cam_pubs = {
+            name: self.node.create_publisher(Image, topic, qos.image_qos) for name, topic in self.cameras.items()
+        }
         self.js_pub = self.node.create_publisher(JointState, "/joint_states", qos.joint_state_qos)
         self.lock = threading.Lock()
-        self.encoding: dict[str, str] = {}        # camera -> encoding override
-        self.truncate: set[str] = set()           # cameras sending too few data bytes
-        self.silent: set[str] = set()             # cameras not publishing
+        self.encoding: dict[str, str] = {}  # camera -> encoding override
+        self.truncate: set[str] = set()  # cameras sending too few data bytes
+        self.silent: set[str] = set()  # cameras not publishing
         self.joint_names = [*DROID_JOINTS, "gripper", "some_other_joint"]
-        self.joint_value: float | None = 0.1      # None -> NaN in panda_joint3
-        self.stamp_offset_ns = 0                  # added to every stamp (negative = back in time)
-        self.published: list[int] = []            # stamps of published joint states
+        self.joint_value: float | None = 0.1  # None -> NaN in panda_joint3
+        self.stamp_offset_ns = 0  # added to every stamp (negative = back in time)
+        self.published: list[int] = []  # stamps of published joint states
         self.enabled = True
         self.node.create_timer(1.0 / rate_hz, self._tick)
 
@@ -72,8 +77,17 @@ class SensorPeer:
                 data = bytes(np.full(self.height * step, 90 + 40 * len(self.published) % 120, np.uint8))
                 if name in self.truncate:
                     data = data[: len(data) // 2]
-                pub.publish(Image(header=header, height=self.height, width=self.width, encoding=enc,
-                                  is_bigendian=0, step=step, data=data))
+                pub.publish(
+                    Image(
+                        header=header,
+                        height=self.height,
+                        width=self.width,
+                        encoding=enc,
+                        is_bigendian=0,
+                        step=step,
+                        data=data,
+                    )
+                )
             q = [0.1 * (i + 1) for i in range(len(self.joint_names))]
             if self.joint_value is None:
                 q[2] = math.nan
@@ -100,10 +114,12 @@ class Collector:
         self.node.create_subscription(ActionChunk, "/dreamzero/action_chunk", self.chunks.append, qos.chunk_qos)
         self.node.create_subscription(PolicyStatus, "/dreamzero/status", self.status.append, qos.status_qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, qos.status_qos)
-        self.node.create_subscription(ObservationStamp, "/dreamzero/observation_used", self.observations.append,
-                                      qos.status_qos)
-        self.node.create_subscription(JointTrajectory, "/dreamzero_policy/joint_trajectory",
-                                      self.trajectories.append, qos.chunk_qos)
+        self.node.create_subscription(
+            ObservationStamp, "/dreamzero/observation_used", self.observations.append, qos.status_qos
+        )
+        self.node.create_subscription(
+            JointTrajectory, "/dreamzero_policy/joint_trajectory", self.trajectories.append, qos.chunk_qos
+        )
 
     def clear(self) -> None:
         for lst in (self.chunks, self.status, self.diagnostics, self.observations, self.trajectories):
@@ -163,9 +179,19 @@ def replay_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dreamzero_policy.data.synth import SynthSpec, write_bag
 
     path = tmp_path_factory.mktemp("replay") / "chunks"
-    write_bag(path, SynthSpec(duration_s=2.0, cameras=(), joint_topic=None, joints=tuple(DROID_JOINTS),
-                              gripper_joint="gripper", chunk_topic="/dreamzero/action_chunk", chunk_rate=5.0,
-                              chunk_horizon=HORIZON))
+    write_bag(
+        path,
+        SynthSpec(
+            duration_s=2.0,
+            cameras=(),
+            joint_topic=None,
+            joints=tuple(DROID_JOINTS),
+            gripper_joint="gripper",
+            chunk_topic="/dreamzero/action_chunk",
+            chunk_rate=5.0,
+            chunk_horizon=HORIZON,
+        ),
+    )
     return path
 
 
@@ -175,8 +201,13 @@ def make_policy(ros: Any) -> Callable[..., Any]:
     from rclpy.parameter import Parameter
 
     def make(test_backend: ScriptedBackend | None = None, name: str = "dreamzero_policy", **params: Any) -> PolicyNode:
-        base = {"sync.max_age_s": 0.5, "sync.max_skew_s": 0.1, "query_period_s": 0.02, "status_period_s": 0.1,
-                "backend_retry_s": 0.2}
+        base = {
+            "sync.max_age_s": 0.5,
+            "sync.max_skew_s": 0.1,
+            "query_period_s": 0.02,
+            "status_period_s": 0.1,
+            "backend_retry_s": 0.2,
+        }
         base.update({k.replace("__", "."): v for k, v in params.items()})
         overrides = [Parameter(k, value=v) for k, v in base.items()]
         factory = (lambda p, spec: test_backend) if test_backend is not None else None

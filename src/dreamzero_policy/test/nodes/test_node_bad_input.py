@@ -80,12 +80,12 @@ def _problem_reported(collector, text: str, state: int = WAITING) -> bool:
 
 
 def _diag_reported(collector, text: str, level: bytes) -> bool:
-    return any(d.status and d.status[0].level == level and text in d.status[0].message
-               for d in list(collector.diagnostics))
+    return any(
+        d.status and d.status[0].level == level and text in d.status[0].message for d in list(collector.diagnostics)
+    )
 
 
-def _hold_then_recover(ros, collector, node, peer, brk, fix, text, *, state=WAITING,
-                       level=DiagnosticStatus.WARN):
+def _hold_then_recover(ros, collector, node, peer, brk, fix, text, *, state=WAITING, level=DiagnosticStatus.WARN):
     ros.wait_for(lambda: len(collector.chunks) >= 1, timeout=15, what="a first chunk")
     brk(peer, node)
     ros.wait_for(lambda: _problem_reported(collector, text, state), timeout=10, what=f"status saying {text!r}")
@@ -122,13 +122,17 @@ def test_node_bad_input_holds_reports_and_recovers(case, ros, sensors, collector
 
 def test_node_extra_joints_rejected_when_asked(ros, sensors, collector, make_policy, scripted_backend):
     # The peer always sends "some_other_joint"; by default that is fine (covered by every other test).
-    node = make_policy(test_backend=scripted_backend(delay_s=0.02), instruction="wipe the table",
-                       reject_extra_joints=True)
+    node = make_policy(
+        test_backend=scripted_backend(delay_s=0.02), instruction="wipe the table", reject_extra_joints=True
+    )
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     peer = sensors()
-    ros.wait_for(lambda: _problem_reported(collector, "unexpected joints ['some_other_joint']"), timeout=10,
-                 what="extra joints rejected")
+    ros.wait_for(
+        lambda: _problem_reported(collector, "unexpected joints ['some_other_joint']"),
+        timeout=10,
+        what="extra joints rejected",
+    )
     time.sleep(0.5)
     assert collector.chunks == []
     _restore_joints(peer, node)
@@ -177,8 +181,9 @@ def test_node_backend_failure_is_reported_not_fatal(mode, ros, sensors, collecto
         backend.fail, backend.delay_s = False, 0.02
 
     text = "test backend failure" if mode == "error" else "exceeded"
-    held = _hold_then_recover(ros, collector, node, peer, brk, fix, text, state=PolicyStatus.BACKEND_ERROR,
-                              level=DiagnosticStatus.ERROR)
+    held = _hold_then_recover(
+        ros, collector, node, peer, brk, fix, text, state=PolicyStatus.BACKEND_ERROR, level=DiagnosticStatus.ERROR
+    )
     # After a failure the model context is unknown: the next chunks belong to a new session.
     assert collector.chunks[-1].session_id != collector.chunks[held - 1].session_id
     assert node.report().backend_errors >= 1

@@ -16,8 +16,13 @@ def _activate(node) -> None:
 
 
 def test_node_chunks_stamped_named_and_counted(ros, sensors, collector, make_policy, replay_bag):
-    node = make_policy(backend="replay", replay__bag_path=str(replay_bag), replay__loop=True,
-                       instruction="pick up the cube", publish_joint_trajectory=True)
+    node = make_policy(
+        backend="replay",
+        replay__bag_path=str(replay_bag),
+        replay__loop=True,
+        instruction="pick up the cube",
+        publish_joint_trajectory=True,
+    )
     _activate(node)
     peer = sensors()
     ros.wait_for(lambda: len(collector.chunks) >= 4, timeout=15, what="4 chunks")
@@ -43,8 +48,12 @@ def test_node_chunks_stamped_named_and_counted(ros, sensors, collector, make_pol
     for c in chunks:
         o = by_id[c.chunk_id]
         assert o.header.stamp == c.header.stamp and o.session_id == c.session_id
-        assert set(o.topics) == {"/sim/exterior_1/image_raw", "/sim/exterior_2/image_raw",
-                                 "/sim/wrist/image_raw", "/joint_states"}
+        assert set(o.topics) == {
+            "/sim/exterior_1/image_raw",
+            "/sim/exterior_2/image_raw",
+            "/sim/wrist/image_raw",
+            "/joint_states",
+        }
         assert all(a >= 0 for a in o.age_s)
     # JointTrajectory: the arm joints only (gripper column is not a joint position), timed per step.
     ros.wait_for(lambda: len(collector.trajectories) >= 1, timeout=5, what="a joint trajectory")
@@ -56,8 +65,11 @@ def test_node_chunks_stamped_named_and_counted(ros, sensors, collector, make_pol
     first = chunks[[c.header.stamp for c in chunks].index(traj.header.stamp)]
     assert list(traj.points[0].positions) == list(first.data[:7])
     # Status says RUNNING with the counters.
-    ros.wait_for(lambda: collector.any_status(lambda s: s.state == 4 and s.chunks_published >= 4),
-                 timeout=5, what="RUNNING status")
+    ros.wait_for(
+        lambda: collector.any_status(lambda s: s.state == 4 and s.chunks_published >= 4),
+        timeout=5,
+        what="RUNNING status",
+    )
     s = [s for s in collector.status if s.state == 4][-1]
     assert s.backend == "replay" and s.model_id.startswith("replay:")
     assert s.session_id in sessions
@@ -66,8 +78,9 @@ def test_node_chunks_stamped_named_and_counted(ros, sensors, collector, make_pol
 def test_node_reset_service_starts_new_session(ros, sensors, collector, make_policy, replay_bag):
     from std_srvs.srv import Trigger
 
-    node = make_policy(backend="replay", replay__bag_path=str(replay_bag), replay__loop=True,
-                       instruction="stack the blocks")
+    node = make_policy(
+        backend="replay", replay__bag_path=str(replay_bag), replay__loop=True, instruction="stack the blocks"
+    )
     _activate(node)
     sensors()
     ros.wait_for(lambda: len(collector.chunks) >= 2, timeout=15, what="first chunks")
@@ -77,8 +90,9 @@ def test_node_reset_service_starts_new_session(ros, sensors, collector, make_pol
     assert client.wait_for_service(timeout_sec=5)
     resp = client.call(Trigger.Request(), timeout_sec=5)
     assert resp is not None and resp.success, resp
-    ros.wait_for(lambda: any(c.session_id != old for c in collector.chunks), timeout=15,
-                 what="a chunk of the new session")
+    ros.wait_for(
+        lambda: any(c.session_id != old for c in collector.chunks), timeout=15, what="a chunk of the new session"
+    )
     new = [c for c in collector.chunks if c.session_id != old]
     assert new[0].chunk_id == 0
     assert [c.chunk_id for c in new] == list(range(len(new)))
@@ -86,8 +100,7 @@ def test_node_reset_service_starts_new_session(ros, sensors, collector, make_pol
 
 
 def test_node_chunks_from_tiny_inprocess_model(ros, sensors, collector, make_policy):
-    node = make_policy(backend="inprocess", checkpoint="tiny", instruction="pick up the cube",
-                       inference_timeout_s=60.0)
+    node = make_policy(backend="inprocess", checkpoint="tiny", instruction="pick up the cube", inference_timeout_s=60.0)
     _activate(node)
     meta = node.runtime.backend.metadata()
     assert meta["backend"] == "inprocess" and meta["model_id"] == "preset:tiny"

@@ -27,8 +27,16 @@ def test_node_converters_time_round_trip():
 def test_node_converters_chunk_fields():
     spec = load_io_spec("droid_sim")
     data = np.arange(24 * 8, dtype=np.float64).reshape(24, 8) / 100
-    chunk = make_chunk(spec, data, stamp_ns=5_000_000_123, session_id="abc", chunk_id=3,
-                       inference_started_ns=5_100_000_000, inference_latency_ns=250_000_000, frame_id="base_link")
+    chunk = make_chunk(
+        spec,
+        data,
+        stamp_ns=5_000_000_123,
+        session_id="abc",
+        chunk_id=3,
+        inference_started_ns=5_100_000_000,
+        inference_latency_ns=250_000_000,
+        frame_id="base_link",
+    )
     msg = conv.chunk_to_msg(chunk)
     assert conv.ns_from_time(msg.header.stamp) == 5_000_000_123 and msg.header.frame_id == "base_link"
     assert (msg.session_id, msg.chunk_id, msg.embodiment) == ("abc", 3, "droid_franka_sim")
@@ -44,8 +52,7 @@ def test_node_converters_check_image_on_rclpy_messages():
     # The node's callback check (core.images.check_image) on real rclpy messages (array.array data).
     good = Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12))
     assert check_image(good) is None
-    assert "unsupported image encoding" in check_image(Image(height=2, width=2, encoding="xyz", step=6,
-                                                             data=bytes(12)))
+    assert "unsupported image encoding" in check_image(Image(height=2, width=2, encoding="xyz", step=6, data=bytes(12)))
     assert "expected step*height" in check_image(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(7)))
     # step covers the width in pixels but not in bytes (rgb8 = 3 B/px): the decoder would reject it.
     assert "shorter than one row" in check_image(Image(height=2, width=2, encoding="rgb8", step=2, data=bytes(4)))

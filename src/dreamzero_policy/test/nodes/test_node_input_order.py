@@ -38,8 +38,11 @@ def test_node_sensor_callbacks_keep_per_topic_order(ros, make_policy, scripted_b
         for _ in range(8):  # bursts: several messages wait in the reader at once (its depth is 5)
             n += 1
             ns = t0 + n * 1_000_000
-            pub.publish(JointState(header=Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9)),
-                                   name=NAMES, position=[0.1] * 8))
+            pub.publish(
+                JointState(
+                    header=Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9)), name=NAMES, position=[0.1] * 8
+                )
+            )
         time.sleep(0.005)
     time.sleep(0.3)
     assert len(node.inputs.joint_delays_s) >= 150, f"only {len(node.inputs.joint_delays_s)} of {n} handled"

@@ -17,12 +17,18 @@ def test_node_lifecycle_full_cycle(ros, sensors, collector, make_policy, scripte
     backend = scripted_backend(delay_s=0.02)
     node = make_policy(test_backend=backend, instruction="push the button")
     sensors()
-    ros.wait_for(lambda: any(s.state == PolicyStatus.UNCONFIGURED for s in collector.status), timeout=5,
-                 what="UNCONFIGURED status before configure")
+    ros.wait_for(
+        lambda: any(s.state == PolicyStatus.UNCONFIGURED for s in collector.status),
+        timeout=5,
+        what="UNCONFIGURED status before configure",
+    )
     assert node.trigger_configure() == SUCCESS
     assert backend.calls == 1 and backend.resets == 1  # warm-up ran once and left no context behind
-    ros.wait_for(lambda: collector.status and collector.status[-1].state == PolicyStatus.INACTIVE, timeout=5,
-                 what="INACTIVE status")
+    ros.wait_for(
+        lambda: collector.status and collector.status[-1].state == PolicyStatus.INACTIVE,
+        timeout=5,
+        what="INACTIVE status",
+    )
     time.sleep(0.3)
     assert collector.chunks == []  # configured but inactive: no output
 
@@ -43,15 +49,19 @@ def test_node_lifecycle_full_cycle(ros, sensors, collector, make_policy, scripte
     assert node.trigger_deactivate() == SUCCESS
     assert node.trigger_cleanup() == SUCCESS
     assert backend.closed and node.runtime is None  # cleanup frees the model
-    ros.wait_for(lambda: collector.status[-1].state == PolicyStatus.UNCONFIGURED, timeout=5,
-                 what="UNCONFIGURED after cleanup")
+    ros.wait_for(
+        lambda: collector.status[-1].state == PolicyStatus.UNCONFIGURED, timeout=5, what="UNCONFIGURED after cleanup"
+    )
 
 
 def test_node_configure_failure_keeps_node_alive(ros, collector, make_policy, scripted_backend):
     node = make_policy(test_backend=scripted_backend(), embodiment="no_such_robot")
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-    ros.wait_for(lambda: any(s.state == PolicyStatus.ERROR and "no_such_robot" in s.message
-                             for s in collector.status), timeout=5, what="ERROR status with the reason")
+    ros.wait_for(
+        lambda: any(s.state == PolicyStatus.ERROR and "no_such_robot" in s.message for s in collector.status),
+        timeout=5,
+        what="ERROR status with the reason",
+    )
     assert node.runtime is None and node.status.state == PolicyStatus.ERROR  # alive, nothing loaded
 
     # A backend that fails to build (model load error) is a reported FAILURE too.
@@ -62,8 +72,11 @@ def test_node_configure_failure_keeps_node_alive(ros, collector, make_policy, sc
 
     node2 = ros.add(PolicyNode("policy_broken", backend_factory=broken, context=ros.context))
     assert node2.trigger_configure() == TransitionCallbackReturn.FAILURE
-    ros.wait_for(lambda: any("GPU out of memory" in s.message for s in collector.status), timeout=5,
-                 what="backend failure reason")
+    ros.wait_for(
+        lambda: any("GPU out of memory" in s.message for s in collector.status),
+        timeout=5,
+        what="backend failure reason",
+    )
     assert node2.runtime is None
 
 

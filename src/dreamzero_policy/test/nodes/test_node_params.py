@@ -23,27 +23,45 @@ def test_node_params_defaults_valid_and_documented():
     assert p.backend == "inprocess" and p.embodiment == "droid_sim"
     names = [info.ros_name for _, info, _ in param_fields()]
     assert len(names) == len(set(names))
-    for name in ("backend", "checkpoint", "embodiment", "websocket.host", "websocket.port", "websocket.timeout_s",
-                 "replay.bag_path", "query_period_s", "sync.max_age_s", "sync.max_skew_s",
-                 "publish_joint_trajectory", "predicted_video.enabled", "predicted_video.max_rate_hz",
-                 "instruction", "device", "seed", "autostart"):
+    for name in (
+        "backend",
+        "checkpoint",
+        "embodiment",
+        "websocket.host",
+        "websocket.port",
+        "websocket.timeout_s",
+        "replay.bag_path",
+        "query_period_s",
+        "sync.max_age_s",
+        "sync.max_skew_s",
+        "publish_joint_trajectory",
+        "predicted_video.enabled",
+        "predicted_video.max_rate_hz",
+        "instruction",
+        "device",
+        "seed",
+        "autostart",
+    ):
         assert name in names
     assert all(info.description for _, info, _ in param_fields())
 
 
-@pytest.mark.parametrize(("values", "reason"), [
-    ({"backend": "tensorrt"}, "backend: must be one of"),
-    ({"websocket.port": 70000}, "websocket.port: must be a TCP port"),
-    ({"sync.max_age_s": -1.0}, "sync.max_age_s: must be a positive"),
-    ({"sync.max_skew_s": float("nan")}, "sync.max_skew_s"),
-    ({"query_period_s": 5.0}, "query_period_s: must be in"),
-    ({"device": "gpu0"}, "device: must be"),
-    ({"backend": "replay"}, "replay.bag_path: must be set"),
-    ({"seed": "seven"}, "seed: expected int, got str"),
-    ({"warmup": 1}, "warmup: expected bool"),
-    ({"checkpoint": "  "}, "checkpoint: must not be empty"),
-    ({"joint_state_topic": "joint states"}, "joint_state_topic: is not a valid topic name"),
-])
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"backend": "tensorrt"}, "backend: must be one of"),
+        ({"websocket.port": 70000}, "websocket.port: must be a TCP port"),
+        ({"sync.max_age_s": -1.0}, "sync.max_age_s: must be a positive"),
+        ({"sync.max_skew_s": float("nan")}, "sync.max_skew_s"),
+        ({"query_period_s": 5.0}, "query_period_s: must be in"),
+        ({"device": "gpu0"}, "device: must be"),
+        ({"backend": "replay"}, "replay.bag_path: must be set"),
+        ({"seed": "seven"}, "seed: expected int, got str"),
+        ({"warmup": 1}, "warmup: expected bool"),
+        ({"checkpoint": "  "}, "checkpoint: must not be empty"),
+        ({"joint_state_topic": "joint states"}, "joint_state_topic: is not a valid topic name"),
+    ],
+)
 def test_node_params_rejected_with_reason(values, reason):
     with pytest.raises(ParameterError, match=None) as err:
         from_values(values)
@@ -86,8 +104,11 @@ def test_node_params_live_set_validated(ros, make_policy, scripted_backend):
 def test_node_params_bad_yaml_value_fails_configure_not_constructor(ros, collector, make_policy):
     node = make_policy(**{"websocket.port": "eighty"})  # wrong type from a parameter file
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-    ros.wait_for(lambda: any("websocket.port: expected int" in s.message for s in collector.status), timeout=5,
-                 what="the reason on /dreamzero/status")
+    ros.wait_for(
+        lambda: any("websocket.port: expected int" in s.message for s in collector.status),
+        timeout=5,
+        what="the reason on /dreamzero/status",
+    )
 
 
 def test_node_params_yaml_file_loads(ros):

@@ -91,8 +91,14 @@ def test_node_predicted_video_off_by_default_switchable_and_throttled(ros, senso
 
 
 def test_node_predicted_video_from_tiny_model(ros, sensors, collector, make_policy):
-    node = make_policy(backend="inprocess", checkpoint="tiny", instruction="pick up the cube",
-                       inference_timeout_s=60.0, predicted_video__enabled=True, predicted_video__max_rate_hz=10.0)
+    node = make_policy(
+        backend="inprocess",
+        checkpoint="tiny",
+        instruction="pick up the cube",
+        inference_timeout_s=60.0,
+        predicted_video__enabled=True,
+        predicted_video__max_rate_hz=10.0,
+    )
     frames = _frames(ros)
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -101,5 +107,8 @@ def test_node_predicted_video_from_tiny_model(ros, sensors, collector, make_poli
     f = frames[0]
     h, w = node.runtime.backend.pipeline.image_size  # the model's own frame size (decoded latents)
     assert (f.encoding, f.height, f.width) == ("rgb8", h, w) and len(f.data) == h * w * 3
-    ros.wait_for(lambda: ns_from_time(f.header.stamp) in {ns_from_time(c.header.stamp) for c in collector.chunks},
-                 timeout=10, what="the frame's chunk")
+    ros.wait_for(
+        lambda: ns_from_time(f.header.stamp) in {ns_from_time(c.header.stamp) for c in collector.chunks},
+        timeout=10,
+        what="the frame's chunk",
+    )

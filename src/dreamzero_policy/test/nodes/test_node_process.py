@@ -19,15 +19,34 @@ def test_node_process_publishes_and_exits_on_sigint(ros, sensors, collector, rep
     assert EXE.is_file(), f"{EXE} missing: run 'make build'"
     log = (tmp_path / "policy_node.log").open("w")
     proc = subprocess.Popen(
-        [str(EXE), "--ros-args", "-p", "backend:=replay", "-p", f"replay.bag_path:={replay_bag}",
-         "-p", "replay.loop:=true", "-p", "autostart:=true", "-p", "instruction:=pick up the cube",
-         "-p", "sync.max_age_s:=0.5", "-p", "status_period_s:=0.1"],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=tmp_path,
+        [
+            str(EXE),
+            "--ros-args",
+            "-p",
+            "backend:=replay",
+            "-p",
+            f"replay.bag_path:={replay_bag}",
+            "-p",
+            "replay.loop:=true",
+            "-p",
+            "autostart:=true",
+            "-p",
+            "instruction:=pick up the cube",
+            "-p",
+            "sync.max_age_s:=0.5",
+            "-p",
+            "status_period_s:=0.1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+        cwd=tmp_path,
     )
     try:
         sensors()
-        ros.wait_for(lambda: len(collector.status) >= 1 or proc.poll() is not None, timeout=30,
-                     what="status from the process")
+        ros.wait_for(
+            lambda: len(collector.status) >= 1 or proc.poll() is not None, timeout=30, what="status from the process"
+        )
         assert proc.poll() is None, "policy_node exited early"
         ros.wait_for(lambda: len(collector.chunks) >= 2, timeout=30, what="chunks from the process")
         assert collector.status[-1].backend == "replay"

@@ -32,8 +32,9 @@ def _setup(ros, sensors, make_policy, scripted_backend):
 def test_node_run_task_time_limit_with_feedback(ros, sensors, collector, make_policy, scripted_backend):
     _, client = _setup(ros, sensors, make_policy, scripted_backend)
     feedback = []
-    goal = RunTask.Goal(instruction="put the cup in the sink", time_limit=Duration(sec=1, nanosec=500_000_000),
-                        reset_session=True)
+    goal = RunTask.Goal(
+        instruction="put the cup in the sink", time_limit=Duration(sec=1, nanosec=500_000_000), reset_session=True
+    )
     handle = _wait_future(ros, client.send_goal_async(goal, feedback_callback=feedback.append), what="goal")
     assert handle.accepted
     wrapped = _wait_future(ros, handle.get_result_async(), timeout=20, what="result")
@@ -56,8 +57,14 @@ def test_node_run_task_cancel_and_rejections(ros, sensors, collector, make_polic
     assert not empty.accepted
 
     feedback = []
-    handle = _wait_future(ros, client.send_goal_async(RunTask.Goal(instruction="sweep"),  # no time limit
-                                                      feedback_callback=feedback.append), what="goal")
+    handle = _wait_future(
+        ros,
+        client.send_goal_async(
+            RunTask.Goal(instruction="sweep"),  # no time limit
+            feedback_callback=feedback.append,
+        ),
+        what="goal",
+    )
     assert handle.accepted
     ros.wait_for(lambda: len(collector.chunks) >= 1 and feedback, timeout=15, what="chunks and feedback")
     second = _wait_future(ros, client.send_goal_async(RunTask.Goal(instruction="other")), what="second goal")

@@ -42,11 +42,19 @@ def write_chunk_bag(path: Path, n: int = 3, horizon: int = 24, pad: bytes = b"")
             datas.append(data)
             stamp = T["builtin_interfaces/msg/Time"](sec=100 + i, nanosec=5)
             msg = T[CHUNK_TYPE](
-                header=T["std_msgs/msg/Header"](stamp=stamp, frame_id=""), session_id="rec", chunk_id=i,
-                embodiment="droid_franka_sim", action_space=0,
+                header=T["std_msgs/msg/Header"](stamp=stamp, frame_id=""),
+                session_id="rec",
+                chunk_id=i,
+                embodiment="droid_franka_sim",
+                action_space=0,
                 step_duration=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=66_666_667),
-                horizon=horizon, execute_horizon=8, names=BAG_NAMES, data=data.reshape(-1),
-                inference_started=stamp, inference_latency=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=0))
+                horizon=horizon,
+                execute_horizon=8,
+                names=BAG_NAMES,
+                data=data.reshape(-1),
+                inference_started=stamp,
+                inference_latency=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=0),
+            )
             writer.write(conn, (100 + i) * 10**9, bytes(ts.serialize_cdr(msg, CHUNK_TYPE)) + pad)
     return datas
 
@@ -64,8 +72,14 @@ def expected(data: np.ndarray) -> np.ndarray:
 
 def request(session: str = "s1") -> dict:
     req = {c.request_key: np.zeros((1, 180, 320, 3), np.uint8) for c in SPEC.cameras}
-    req.update({"observation/joint_position": np.zeros(7, np.float32),
-                "observation/gripper_position": np.zeros(1, np.float32), "prompt": "pick", "session_id": session})
+    req.update(
+        {
+            "observation/joint_position": np.zeros(7, np.float32),
+            "observation/gripper_position": np.zeros(1, np.float32),
+            "prompt": "pick",
+            "session_id": session,
+        }
+    )
     return req
 
 
@@ -123,14 +137,16 @@ def test_replay_errors(bag, tmp_path) -> None:
         ReplayBackend(SPEC, tmp_path / "missing")
     droid = load_io_spec("droid")  # needs columns the recording lacks? same names -> ok; break one:
     import dataclasses
+
     with pytest.raises(BackendError, match="lacks action columns"):
         ReplayBackend(dataclasses.replace(droid, action_names=("elbow", *droid.action_names[1:])), path)
 
 
 @pytest.fixture
 def server(bag):
-    srv = PolicyServer(ReplayBackend(SPEC, bag[0], loop=True), [c.request_key for c in SPEC.cameras],
-                       host="127.0.0.1", port=0).start()
+    srv = PolicyServer(
+        ReplayBackend(SPEC, bag[0], loop=True), [c.request_key for c in SPEC.cameras], host="127.0.0.1", port=0
+    ).start()
     yield srv, bag[1]
     srv.stop()
 
@@ -152,8 +168,9 @@ def test_openpi_client_against_serve(server) -> None:
 
 
 def test_array_response_format_and_reset(bag) -> None:
-    srv = PolicyServer(ReplayBackend(SPEC, bag[0]), [c.request_key for c in SPEC.cameras],
-                       port=0, response_format="array").start()
+    srv = PolicyServer(
+        ReplayBackend(SPEC, bag[0]), [c.request_key for c in SPEC.cameras], port=0, response_format="array"
+    ).start()
     try:
         client = WebsocketClientPolicy(host="127.0.0.1", port=srv.port)
         arr = client.infer(request())
@@ -174,9 +191,9 @@ def test_websocket_backend_server_error_frame_and_reconnect(bag) -> None:
         assert ws.metadata()["backend"] == "websocket" and ws.server_metadata["backend"] == "replay"
         for _ in range(3):
             ws.infer(request())
-        with pytest.raises(BackendError, match="played"):   # backend failure: error frame + close 1011
+        with pytest.raises(BackendError, match="played"):  # backend failure: error frame + close 1011
             ws.infer(request())
-        ws.reset()                                           # reconnects by itself, bounded
+        ws.reset()  # reconnects by itself, bounded
         assert ws.infer(request())["actions"].shape == (24, 8)
         ws.close()
     finally:

@@ -39,8 +39,12 @@ def test_samples_frames_at_interval_and_interpolates_state(buf: ObservationBuffe
     # joint value == time, linearly interpolated to the observation time
     np.testing.assert_allclose(snap.state_raw, 13.0, atol=1e-6)
     assert snap.padded_frames == 0
-    assert {s[0] for s in snap.sources} == {"/sim/exterior_1/image_raw", "/sim/exterior_2/image_raw",
-                                            "/sim/wrist/image_raw", "/joint_states"}
+    assert {s[0] for s in snap.sources} == {
+        "/sim/exterior_1/image_raw",
+        "/sim/exterior_2/image_raw",
+        "/sim/wrist/image_raw",
+        "/joint_states",
+    }
 
 
 def test_interpolation_between_samples(buf: ObservationBuffers) -> None:

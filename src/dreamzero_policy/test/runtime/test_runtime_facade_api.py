@@ -43,8 +43,9 @@ class CountingBackend:
 def raw(encoding: str = "rgb8", h: int = 6, w: int = 8, pad: int = 0, cut: int = 0) -> SimpleNamespace:
     ch, depth, _ = _RAW_ENCODINGS[encoding]
     step = w * ch * depth + pad
-    return SimpleNamespace(height=h, width=w, encoding=encoding, is_bigendian=0, step=step,
-                           data=bytes(max(0, step * h - cut)))
+    return SimpleNamespace(
+        height=h, width=w, encoding=encoding, is_bigendian=0, step=step, data=bytes(max(0, step * h - cut))
+    )
 
 
 def jpeg(value: int = 120) -> SimpleNamespace:
@@ -75,8 +76,9 @@ def test_check_image_cases() -> None:
     weird.encoding = "weird16"
     assert "unsupported image encoding 'weird16'" in check_image(weird)
     assert "has no field 'step'" in check_image(SimpleNamespace(height=1, width=1, encoding="rgb8", data=b"abc"))
-    assert "malformed image header" in check_image(SimpleNamespace(height="x", width=1, encoding="rgb8", step=3,
-                                                                   data=b"abc"))
+    assert "malformed image header" in check_image(
+        SimpleNamespace(height="x", width=1, encoding="rgb8", step=3, data=b"abc")
+    )
     assert check_image(jpeg()) is None
     assert "no data" in check_image(SimpleNamespace(format="png", data=b""))
     assert "not colour images" in check_image(SimpleNamespace(format="16UC1; compressedDepth png", data=b"x"))

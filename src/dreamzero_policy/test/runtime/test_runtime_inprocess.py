@@ -28,8 +28,14 @@ def backend() -> InProcessBackend:
 def request(session: str, frames: int = 1) -> dict:
     rng = np.random.default_rng(1)
     req = {c.request_key: rng.integers(0, 255, (frames, 180, 320, 3), dtype=np.uint8) for c in SPEC.cameras}
-    req.update({"observation/joint_position": np.full(7, 0.3, np.float32),
-                "observation/gripper_position": np.array([0.5], np.float32), "prompt": "pick", "session_id": session})
+    req.update(
+        {
+            "observation/joint_position": np.full(7, 0.3, np.float32),
+            "observation/gripper_position": np.array([0.5], np.float32),
+            "prompt": "pick",
+            "session_id": session,
+        }
+    )
     return req
 
 
@@ -38,9 +44,9 @@ def test_inprocess_actions_are_absolute(backend: InProcessBackend) -> None:
     a = out["actions"]
     assert out["first_call"] is True
     assert a.shape == (backend.pipeline.action_horizon, 8) and a.dtype == np.float32 and np.all(np.isfinite(a))
-    assert np.all((a[:, 7] >= 0) & (a[:, 7] <= 1))            # gripper convention 0..1
+    assert np.all((a[:, 7] >= 0) & (a[:, 7] <= 1))  # gripper convention 0..1
     assert backend.infer(request("a", frames=4))["first_call"] is False
-    assert backend.infer(request("b", frames=4))["first_call"] is True   # new session id -> model reset
+    assert backend.infer(request("b", frames=4))["first_call"] is True  # new session id -> model reset
     # same inputs in a fresh session with the same seed reproduce the first chunk
     np.testing.assert_allclose(backend.infer(request("c"))["actions"], a, rtol=1e-5, atol=1e-6)
     meta = backend.metadata()
@@ -60,7 +66,7 @@ def test_serve_tiny_with_openpi_client_and_our_backend(backend: InProcessBackend
         client = WebsocketClientPolicy(host="127.0.0.1", port=srv.port)
         assert client.get_server_metadata()["model_id"] == "preset:tiny"
         obs = request("x")
-        del obs["session_id"]                        # stock openpi clients send none
+        del obs["session_id"]  # stock openpi clients send none
         out = client.infer(obs)
         assert out["actions"].shape == (backend.pipeline.action_horizon, 8)
         with pytest.raises(RuntimeError, match="bad request"):
@@ -74,8 +80,14 @@ def test_serve_tiny_with_openpi_client_and_our_backend(backend: InProcessBackend
 
 def image_msg(value: int) -> SimpleNamespace:
     h, w = 48, 64
-    return SimpleNamespace(height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
-                           data=np.full((h, w, 3), value, np.uint8).tobytes())
+    return SimpleNamespace(
+        height=h,
+        width=w,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=w * 3,
+        data=np.full((h, w, 3), value, np.uint8).tobytes(),
+    )
 
 
 def test_policy_runtime_end_to_end(backend: InProcessBackend) -> None:

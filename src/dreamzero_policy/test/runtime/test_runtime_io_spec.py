@@ -25,8 +25,11 @@ def test_shipped_specs_load() -> None:
     assert droid.relative_action == (True,) * 7 + (False,)
     assert droid.state_stats is None  # read from the checkpoint's metadata.json
     assert sim.embodiment == "droid_franka_sim"
-    assert [c.topic for c in sim.cameras] == ["/sim/exterior_1/image_raw", "/sim/exterior_2/image_raw",
-                                              "/sim/wrist/image_raw"]
+    assert [c.topic for c in sim.cameras] == [
+        "/sim/exterior_1/image_raw",
+        "/sim/exterior_2/image_raw",
+        "/sim/wrist/image_raw",
+    ]
     assert sim.state_joints == tuple(f"panda_joint{i}" for i in range(1, 8)) and sim.gripper_joint == "gripper"
     assert sim.state_stats is not None and sim.state_stats.q01.shape == (8,)
     assert sim.cameras[0].request_key == "observation/exterior_image_0_left"
@@ -74,15 +77,25 @@ def test_missing_file_and_bad_yaml(tmp_path) -> None:
 
 
 def test_stats_from_checkpoint_metadata(tmp_path) -> None:
-    meta = {"oxe_droid": {"statistics": {
-        "state": {"joint_position": {"q01": [-1.0] * 7, "q99": [1.0] * 7},
-                  "gripper_position": {"q01": [0.0], "q99": [1.0]}},
-        "action": {"joint_position": {"q01": [-0.5] * 7, "q99": [0.5] * 7},
-                   "gripper_position": {"q01": [0.0], "q99": [1.0]}}}}}
+    meta = {
+        "oxe_droid": {
+            "statistics": {
+                "state": {
+                    "joint_position": {"q01": [-1.0] * 7, "q99": [1.0] * 7},
+                    "gripper_position": {"q01": [0.0], "q99": [1.0]},
+                },
+                "action": {
+                    "joint_position": {"q01": [-0.5] * 7, "q99": [0.5] * 7},
+                    "gripper_position": {"q01": [0.0], "q99": [1.0]},
+                },
+            }
+        }
+    }
     path = tmp_path / "metadata.json"
     path.write_text(json.dumps(meta))
-    stats = stats_from_metadata(path, "oxe_droid", ["joint_position", "gripper_position"],
-                                ["joint_position", "gripper_position"])
+    stats = stats_from_metadata(
+        path, "oxe_droid", ["joint_position", "gripper_position"], ["joint_position", "gripper_position"]
+    )
     np.testing.assert_array_equal(stats["action"].q99, [0.5] * 7 + [1.0])
     spec = load_io_spec("droid", stats_override=stats)
     assert spec.state_stats is not None and spec.state_stats.q01[0] == -1.0

@@ -39,8 +39,7 @@ def test_request_from_ros_like_messages() -> None:
     frames = {}
     for cam, c in colors.items():
         img = solid(48, 64, c)
-        msg = SimpleNamespace(height=48, width=64, encoding="rgb8", is_bigendian=0, step=64 * 3,
-                              data=img.tobytes())
+        msg = SimpleNamespace(height=48, width=64, encoding="rgb8", is_bigendian=0, step=64 * 3, data=img.tobytes())
         frames[cam] = [msg, msg]
     state = np.array([0.1, 0.2, 0.3, -1.0, 0.5, 1.0, 0.7, 0.25])
     req = build_request(SPEC, frames, state, "pick", "s1", decode=decode_any_image)
@@ -63,21 +62,23 @@ def test_gripper_mapping_and_bad_state() -> None:
     with pytest.raises(ObservationError, match="NaN"):
         build_request(droid, frames, np.array([np.nan] * 8), "p", "s")
     with pytest.raises(ObservationError, match="uint8"):
-        build_request(droid, {c.name: [np.zeros((8, 8), np.float32)] for c in droid.cameras},
-                      np.zeros(8), "p", "s")
+        build_request(droid, {c.name: [np.zeros((8, 8), np.float32)] for c in droid.cameras}, np.zeros(8), "p", "s")
     with pytest.raises(ObservationError, match="frames"):
         build_request(droid, {**frames, "wrist": [frames["wrist"][0]] * 2}, np.zeros(8), "p", "s")
 
 
 def test_mosaic_layout_droid() -> None:
-    images = {"wrist": solid(180, 320, (0, 0, 255))[None], "exterior_1": solid(180, 320, (255, 0, 0))[None],
-              "exterior_2": solid(180, 320, (0, 255, 0))[None]}
+    images = {
+        "wrist": solid(180, 320, (0, 0, 255))[None],
+        "exterior_1": solid(180, 320, (255, 0, 0))[None],
+        "exterior_2": solid(180, 320, (0, 255, 0))[None],
+    }
     m = build_mosaic(SPEC, images, (352, 640))
     assert m.shape == (1, 352, 640, 3)
-    np.testing.assert_array_equal(m[0, 10, 10], [0, 0, 255])     # wrist spans the top row
+    np.testing.assert_array_equal(m[0, 10, 10], [0, 0, 255])  # wrist spans the top row
     np.testing.assert_array_equal(m[0, 10, 600], [0, 0, 255])
-    np.testing.assert_array_equal(m[0, 300, 100], [255, 0, 0])   # ext1 bottom-left
-    np.testing.assert_array_equal(m[0, 300, 500], [0, 255, 0])   # ext2 bottom-right
+    np.testing.assert_array_equal(m[0, 300, 100], [255, 0, 0])  # ext1 bottom-left
+    np.testing.assert_array_equal(m[0, 300, 500], [0, 255, 0])  # ext2 bottom-right
     with pytest.raises(ObservationError, match="divisible"):
         build_mosaic(SPEC, images, (351, 640))
 

@@ -44,9 +44,14 @@ def request(session: str) -> dict:
     rng = np.random.default_rng(0)
     h, w = SPEC.request_size
     req = {c.request_key: rng.integers(0, 255, (1, h, w, 3), dtype=np.uint8) for c in SPEC.cameras}
-    req.update({"observation/joint_position": np.full(7, 0.2, np.float32),
-                "observation/gripper_position": np.array([0.0], np.float32), "prompt": "pick up the cube",
-                "session_id": session})
+    req.update(
+        {
+            "observation/joint_position": np.full(7, 0.2, np.float32),
+            "observation/gripper_position": np.array([0.0], np.float32),
+            "prompt": "pick up the cube",
+            "session_id": session,
+        }
+    )
     return req
 
 
@@ -54,8 +59,18 @@ def test_serve_process_with_openpi_client_binds_localhost_and_exits_on_sigint() 
     assert EXE.is_file() and SETUP.is_file(), f"{EXE} missing: run 'make build'"
     port = free_port()
     # The console script finds its package through the install's environment, as a user's shell would.
-    cmd = ["bash", "-c", f'set +u; source "{SETUP}"; exec "$@"', "_", str(EXE), "serve", "--preset", "tiny",
-           "--port", str(port)]
+    cmd = [
+        "bash",
+        "-c",
+        f'set +u; source "{SETUP}"; exec "$@"',
+        "_",
+        str(EXE),
+        "serve",
+        "--preset",
+        "tiny",
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
@@ -77,7 +92,7 @@ def test_serve_process_with_openpi_client_binds_localhost_and_exits_on_sigint() 
         assert actions.dtype == np.float32 and actions.shape == (int(meta["action_horizon"]), 8)
         assert np.all(np.isfinite(actions)) and out["first_call"] is True
         assert client.infer(request("a"))["first_call"] is False  # same session: the model context goes on
-        assert client.infer(request("b"))["first_call"] is True   # new session_id: the model was reset
+        assert client.infer(request("b"))["first_call"] is True  # new session_id: the model was reset
 
         proc.send_signal(signal.SIGINT)  # the client is still connected
         rc = proc.wait(timeout=30)

@@ -18,10 +18,10 @@ def test_session_rules() -> None:
     assert s.accept(first) == 0
     assert s.plan().n_frames == 4 and not s.plan().first_call
     assert [s.accept(first) for _ in range(4)] == [1, 2, 3, 4]
-    assert s.plan().context_call == 1                 # 5 calls done: model re-anchored once
+    assert s.plan().context_call == 1  # 5 calls done: model re-anchored once
     assert s.set_prompt("pick") is True and s.session_id != first
     assert s.set_prompt("pick") is False
-    assert s.accept(first) is None                    # result of an old session: discard
+    assert s.accept(first) is None  # result of an old session: discard
     assert s.plan().n_frames == 1
     second = s.session_id
     assert s.new("reset") != second and s.chunks_published == 0
@@ -40,11 +40,11 @@ def test_worker_submit_never_blocks_and_drops_waiting() -> None:
     try:
         t0 = time.perf_counter()
         assert w.submit(1)
-        time.sleep(0.05)                              # item 1 is running
+        time.sleep(0.05)  # item 1 is running
         for i in range(2, 6):
             assert w.submit(i)
-        assert time.perf_counter() - t0 < 0.5          # never blocked while the model was busy
-        assert w.stats.dropped == 3                   # 2, 3, 4 were replaced; 5 waits
+        assert time.perf_counter() - t0 < 0.5  # never blocked while the model was busy
+        assert w.stats.dropped == 3  # 2, 3, 4 were replaced; 5 waits
         gate.set()
         results = [w.wait_result(5), w.wait_result(5)]
         assert [r.value for r in results] == [10, 50] and all(r.ok for r in results)
@@ -68,8 +68,11 @@ def test_worker_reports_errors_and_timeouts() -> None:
 
     w = InferenceWorker(process, timeout_s=0.1)
     try:
-        for item, kind, text in [("bad", "bad_input", "broken"), ("boom", "error", "RuntimeError"),
-                                 ("remote", "timeout", "silent")]:
+        for item, kind, text in [
+            ("bad", "bad_input", "broken"),
+            ("boom", "error", "RuntimeError"),
+            ("remote", "timeout", "silent"),
+        ]:
             w.submit(item)
             r = w.wait_result(5)
             assert r is not None and r.kind == kind and text in r.error and r.item == item

@@ -12,8 +12,13 @@ from dreamzero_policy.data.mapping import mapping_from_dict
 from dreamzero_policy.data.synth import SynthSpec, cameras, mapping_dict, write_bag
 
 
-def make_dataset(root: Path, episodes: int = 3, duration_s: float = 2.0, instruction: str = "reach the cube",
-                 video_only: bool = False) -> Path:
+def make_dataset(
+    root: Path,
+    episodes: int = 3,
+    duration_s: float = 2.0,
+    instruction: str = "reach the cube",
+    video_only: bool = False,
+) -> Path:
     """``episodes`` bags of ``duration_s`` at 15 fps (1 camera 32x24, 3 joints + gripper) converted to a
     dataset at ``root``; ``video_only`` marks every episode video-only in ``meta/episodes.jsonl``."""
     spec = SynthSpec(duration_s=duration_s, cameras=cameras(1), seed=1)
@@ -38,5 +43,6 @@ def robot_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def video_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("video") / "ds", episodes=1, instruction="push the cube",
-                        video_only=True)
+    return make_dataset(
+        tmp_path_factory.mktemp("video") / "ds", episodes=1, instruction="push the cube", video_only=True
+    )

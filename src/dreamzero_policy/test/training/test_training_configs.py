@@ -51,10 +51,22 @@ def test_training_adapt_needs_checkpoint_and_values_are_validated() -> None:
 
 
 def test_training_overrides_are_typed() -> None:
-    got = parse_overrides(["num_chunks=2", "gradient_checkpointing=true", "betas=0.9,0.99",
-                           "eval_inference_steps=none", "learning_rate=3e-4"])
-    assert got == {"num_chunks": 2, "gradient_checkpointing": True, "betas": (0.9, 0.99),
-                   "eval_inference_steps": None, "learning_rate": 3e-4}
+    got = parse_overrides(
+        [
+            "num_chunks=2",
+            "gradient_checkpointing=true",
+            "betas=0.9,0.99",
+            "eval_inference_steps=none",
+            "learning_rate=3e-4",
+        ]
+    )
+    assert got == {
+        "num_chunks": 2,
+        "gradient_checkpointing": True,
+        "betas": (0.9, 0.99),
+        "eval_inference_steps": None,
+        "learning_rate": 3e-4,
+    }
     with pytest.raises(TrainingError, match="true/false"):
         parse_overrides(["augment=maybe"])
     with pytest.raises(TrainingError, match="KEY=VALUE"):

@@ -47,12 +47,11 @@ def test_training_sample_normalises_like_the_runtime(robot_dataset: Path) -> Non
     for b in range(2):
         rows = slice(b * A, (b + 1) * A)
         a = anchor + b * A
-        expect = action[anchor + b * A:anchor + (b + 1) * A].copy()
+        expect = action[anchor + b * A : anchor + (b + 1) * A].copy()
         expect[:, :3] -= state[a, :3]  # joints relative to the chunk's anchor state, gripper absolute
         inside = (expect >= layout.action_stats.q01) & (expect <= layout.action_stats.q99)
         np.testing.assert_allclose(pred[rows][inside], expect[inside], atol=1e-5)
-    np.testing.assert_allclose(s["actions_abs"].numpy()[:, :3], action[anchor:anchor + 2 * A, :3],
-                               atol=1e-5)
+    np.testing.assert_allclose(s["actions_abs"].numpy()[:, :3], action[anchor : anchor + 2 * A, :3], atol=1e-5)
     assert np.all(s["action_mask"].numpy()[:, :4] == 1) and np.all(s["action_mask"].numpy()[:, 4:] == 0)
     assert np.abs(s["state"].numpy()).max() <= 1.0 and np.all(s["state"].numpy()[:, 4:] == 0)
 

@@ -18,8 +18,15 @@ from dreamzero_policy.training.configs import get_recipe
 from dreamzero_policy.training.datasets import DataSource, collate
 from dreamzero_policy.training.trainer import Trainer, latest_checkpoint
 
-FAST = dict(preset="tiny", warmup_ratio=0.0, holdout_fraction=0.0, log_every=1, eval_every=1000, save_every=1000,
-            lr_schedule="constant")
+FAST = dict(
+    preset="tiny",
+    warmup_ratio=0.0,
+    holdout_fraction=0.0,
+    log_every=1,
+    eval_every=1000,
+    save_every=1000,
+    lr_schedule="constant",
+)
 
 
 def _fixed_loss(trainer: Trainer, keys: list[tuple[int, int, int]]) -> float:
@@ -47,8 +54,9 @@ def test_training_tiny_run_reduces_the_loss(robot_dataset: Path, tmp_path: Path)
     assert len([r for r in result.records if "train/loss" in r]) == 15
 
 
-def test_training_video_only_batches_leave_action_head_grads_zero(robot_dataset: Path, video_dataset: Path,
-                                                                  tmp_path: Path) -> None:
+def test_training_video_only_batches_leave_action_head_grads_zero(
+    robot_dataset: Path, video_dataset: Path, tmp_path: Path
+) -> None:
     cfg = get_recipe("cotrain-video", **FAST, max_steps=1)
     sources = [DataSource(robot_dataset), DataSource(video_dataset, video_only=True)]
     trainer = Trainer(cfg, sources, tmp_path / "run", progress=False)
@@ -77,8 +85,9 @@ def test_training_lora_run_keeps_frozen_weights(robot_dataset: Path, tmp_path: P
     after = dict(trainer.comps.dit.named_parameters())
     changed = {n for n in before if not torch.equal(before[n], after[n].detach())}
     assert changed == {n for n, p in after.items() if p.requires_grad}  # every trained tensor moved ...
-    assert all(".lora_" in n or n.startswith(("action_encoder.", "state_encoder.", "action_decoder."))
-               for n in changed)  # ... and nothing else did
+    assert all(
+        ".lora_" in n or n.startswith(("action_encoder.", "state_encoder.", "action_decoder.")) for n in changed
+    )  # ... and nothing else did
 
 
 def test_training_resume_continues_the_same_run(robot_dataset: Path, tmp_path: Path) -> None:
@@ -97,7 +106,8 @@ def test_training_resume_continues_the_same_run(robot_dataset: Path, tmp_path: P
     saved = torch.load(ckpts / "step_000002" / "training_state" / "optimizer.pt", weights_only=True)
     live = resumed.optimizer.state_dict()
     assert saved["state"].keys() == live["state"].keys() and all(
-        torch.equal(saved["state"][k]["exp_avg"], live["state"][k]["exp_avg"]) for k in saved["state"])
+        torch.equal(saved["state"][k]["exp_avg"], live["state"][k]["exp_avg"]) for k in saved["state"]
+    )
     resumed.run()
     assert latest_checkpoint(tmp_path / "b").name == "step_000004"
     for (n, p), q in zip(straight.comps.dit.named_parameters(), resumed.comps.dit.parameters(), strict=True):
@@ -115,13 +125,17 @@ def test_training_checkpoint_drives_the_inprocess_backend(robot_dataset: Path, t
     backend = create_backend("inprocess", spec, checkpoint=str(ckpt))
     meta = json.loads((ckpt / "experiment_cfg" / "metadata.json").read_text())
     assert backend.spec.action_stats is not None
-    np.testing.assert_allclose(backend.spec.action_stats.q01[:3],
-                               meta["synthetic"]["statistics"]["action"]["joint_position"]["q01"])
+    np.testing.assert_allclose(
+        backend.spec.action_stats.q01[:3], meta["synthetic"]["statistics"]["action"]["joint_position"]["q01"]
+    )
     h, w = spec.request_size
-    obs = {"observation/view0": np.full((1, h, w, 3), 90, np.uint8),
-           "observation/joint_position": np.array([0.1, 0.5, 0.2], np.float32),
-           "observation/gripper_position": np.array([0.3], np.float32), "prompt": "reach the cube",
-           "session_id": "s"}
+    obs = {
+        "observation/view0": np.full((1, h, w, 3), 90, np.uint8),
+        "observation/joint_position": np.array([0.1, 0.5, 0.2], np.float32),
+        "observation/gripper_position": np.array([0.3], np.float32),
+        "prompt": "reach the cube",
+        "session_id": "s",
+    }
     out = backend.infer(obs)
     actions = out["actions"]
     assert actions.shape == (6, 4) and np.isfinite(actions).all()
@@ -135,12 +149,40 @@ def test_training_cli_reports_bad_input(robot_dataset: Path, tmp_path: Path, cap
     assert "Did you mean 'adapt'" in capsys.readouterr().err
     assert cli.run(parser.parse_args(["--data", str(tmp_path), "-o", str(tmp_path / "o")])) == 2
     assert "not a converted dataset" in capsys.readouterr().err
-    assert cli.run(parser.parse_args(["--recipe", "cotrain-video", "--preset", "tiny", "--data",
-                                      str(robot_dataset), "-o", str(tmp_path / "o")])) == 2
+    assert (
+        cli.run(
+            parser.parse_args(
+                [
+                    "--recipe",
+                    "cotrain-video",
+                    "--preset",
+                    "tiny",
+                    "--data",
+                    str(robot_dataset),
+                    "-o",
+                    str(tmp_path / "o"),
+                ]
+            )
+        )
+        == 2
+    )
     assert "video-only data" in capsys.readouterr().err
     assert cli.run(parser.parse_args(["--resume", str(tmp_path / "none")])) == 2
-    args = ["--preset", "tiny", "--data", f"{robot_dataset}:2", "-o", str(tmp_path / "ok"), "--max-steps", "1",
-            "--no-progress", "--device", "cpu", "--set", "holdout_fraction=0"]
+    args = [
+        "--preset",
+        "tiny",
+        "--data",
+        f"{robot_dataset}:2",
+        "-o",
+        str(tmp_path / "ok"),
+        "--max-steps",
+        "1",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--set",
+        "holdout_fraction=0",
+    ]
     assert cli.run(parser.parse_args(args)) == 0
     assert latest_checkpoint(tmp_path / "ok") is not None
 
@@ -148,8 +190,11 @@ def test_training_cli_reports_bad_input(robot_dataset: Path, tmp_path: Path, cap
 def test_training_adapt_and_flash_start_from_a_checkpoint(robot_dataset: Path, tmp_path: Path) -> None:
     from dreamzero_policy.training.model_io import video_index
 
-    base = Trainer(get_recipe("full", **FAST, max_steps=1), [DataSource(robot_dataset)], tmp_path / "base",
-                   progress=False).run().checkpoint
+    base = (
+        Trainer(get_recipe("full", **FAST, max_steps=1), [DataSource(robot_dataset)], tmp_path / "base", progress=False)
+        .run()
+        .checkpoint
+    )
     adapt = get_recipe("adapt", **FAST, max_steps=1, init_checkpoint=str(base))
     trainer = Trainer(adapt, [DataSource(robot_dataset)], tmp_path / "adapt", progress=False)
     from dreamzero_policy.model.pipeline import WorldActionPipeline
@@ -160,11 +205,14 @@ def test_training_adapt_and_flash_start_from_a_checkpoint(robot_dataset: Path, t
     ckpt = trainer.run().checkpoint
     assert WorldActionPipeline.from_pretrained(ckpt).config == WorldActionPipeline.from_pretrained(base).config
 
-    flash = get_recipe("flash", **{**FAST, "holdout_fraction": 0.34}, max_steps=1, eval_samples=1,
-                       init_checkpoint=str(base))
+    flash = get_recipe(
+        "flash", **{**FAST, "holdout_fraction": 0.34}, max_steps=1, eval_samples=1, init_checkpoint=str(base)
+    )
     result = Trainer(flash, [DataSource(robot_dataset)], tmp_path / "flash", progress=False).run()
     assert any("eval/action_mae" in r for r in result.records)  # evaluated with 1 denoising step
     idx = video_index(flash, (64, 64), 1000, np.random.default_rng(0))
     sigma = 1.0 - idx.float() / 1000  # Beta(3, 1): mean 0.75, i.e. mostly high video noise
-    assert abs(float(sigma.mean()) - 0.75) < 0.02 and video_index(get_recipe("full"), (2, 3), 1000,
-                                                                   np.random.default_rng(0)) is None
+    assert (
+        abs(float(sigma.mean()) - 0.75) < 0.02
+        and video_index(get_recipe("full"), (2, 3), 1000, np.random.default_rng(0)) is None
+    )

@@ -27,8 +27,11 @@ def sim_and_renderer():
 def _spec_with_stats():
     data = spec_data(24, 15.0)
     spec = parse_io_spec({**data, "normalization": {}})
-    return dataclasses.replace(spec, state_stats=NormStats(np.full(8, -1.0), np.ones(8)),
-                               action_stats=NormStats(np.full(8, -0.5), np.full(8, 0.5)))
+    return dataclasses.replace(
+        spec,
+        state_stats=NormStats(np.full(8, -1.0), np.ones(8)),
+        action_stats=NormStats(np.full(8, -0.5), np.full(8, 0.5)),
+    )
 
 
 def test_placements_are_seeded_separated_and_applied(sim_and_renderer) -> None:

@@ -58,7 +58,8 @@ class AdapterNode(Node):
         }
         self.gripper_pubs = {
             g.name: self.create_publisher(Float64MultiArray, g.topic, reliable)
-            for g in self.profile.grippers if g.interface == "forward_command"
+            for g in self.profile.grippers
+            if g.interface == "forward_command"
         }
         self.traj_actions, self.gripper_actions = self._action_sinks()
         self.commanded_pub = self.create_publisher(JointState, "~/commanded", 10)
@@ -67,8 +68,13 @@ class AdapterNode(Node):
 
         self.create_subscription(ActionChunk, self.params.chunk_topic, self._on_chunk, reliable, callback_group=group)
         # BEST_EFFORT matches both reliable and best-effort joint state publishers.
-        self.create_subscription(JointState, self.params.joint_states_topic, self._on_joint_state,
-                                 qos_profile_sensor_data, callback_group=group)
+        self.create_subscription(
+            JointState,
+            self.params.joint_states_topic,
+            self._on_joint_state,
+            qos_profile_sensor_data,
+            callback_group=group,
+        )
         self.create_subscription(Bool, "~/e_stop", self._on_estop, reliable, callback_group=group)
         self.create_service(SetBool, "~/enable", self._on_enable, callback_group=group)
         self.create_service(Trigger, "~/reset_e_stop", self._on_reset, callback_group=group)
@@ -84,8 +90,10 @@ class AdapterNode(Node):
         gripper_actions = any(g.interface != "forward_command" for g in self.profile.grippers)
         wants_actions = self.params.use_action_interface or gripper_actions
         if wants_actions and not action_sinks.AVAILABLE:
-            self.get_logger().warning("control_msgs not importable: action interfaces unavailable; using topics "
-                                      "(grippers with action interfaces will not be commanded)")
+            self.get_logger().warning(
+                "control_msgs not importable: action interfaces unavailable; using topics "
+                "(grippers with action interfaces will not be commanded)"
+            )
             return traj, grip
         if self.params.use_action_interface:
             traj = {
@@ -94,7 +102,8 @@ class AdapterNode(Node):
         for g in self.profile.grippers:
             if g.interface != "forward_command" and g.action:
                 grip[g.name] = action_sinks.GripperActionSink(
-                    self, g.action, g.interface == "parallel_gripper_command", g.joint, g.max_effort)
+                    self, g.action, g.interface == "parallel_gripper_command", g.joint, g.max_effort
+                )
         return traj, grip
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -157,8 +166,10 @@ class AdapterNode(Node):
         self._send(plan)
         self.counts["accepted"] += 1
         note = f" ({'; '.join(plan.notes)})" if plan.notes else ""
-        self._set(_OK, f"executing chunk {msg.session_id}/{msg.chunk_id}: {len(plan.times)} points, "
-                       f"{plan.times[-1]:.2f} s{note}")
+        self._set(
+            _OK,
+            f"executing chunk {msg.session_id}/{msg.chunk_id}: {len(plan.times)} points, {plan.times[-1]:.2f} s{note}",
+        )
         return None
 
     def _on_estop(self, msg: Bool) -> None:
@@ -202,12 +213,20 @@ class AdapterNode(Node):
             self._publish_status()
         cmd = self.core.commanded(now)
         if cmd is not None:
-            self.commanded_pub.publish(converters.commanded_state(
-                self.profile, cmd[0], cmd[1], self.gripper_values, self.get_clock().now().to_msg()))
+            self.commanded_pub.publish(
+                converters.commanded_state(
+                    self.profile, cmd[0], cmd[1], self.gripper_values, self.get_clock().now().to_msg()
+                )
+            )
 
     def _publish_status(self) -> None:
-        values = {"robot": self.profile.name, "enabled": self.enabled, "e_stop": self.estopped,
-                  "session": self.core.sessions.session or "", **self.counts}
+        values = {
+            "robot": self.profile.name,
+            "enabled": self.enabled,
+            "e_stop": self.estopped,
+            "session": self.core.sessions.session or "",
+            **self.counts,
+        }
         status = converters.diagnostic(f"{self.get_name()}: {self.profile.name}", self.level, self.reason, values)
         self.status_pub.publish(status)
         array = DiagnosticArray(status=[status])

@@ -42,10 +42,17 @@ def chunk_from_msg(msg) -> ChunkInput:
     else:
         data = data.reshape(1, -1)
     return ChunkInput(
-        session_id=msg.session_id, chunk_id=int(msg.chunk_id), embodiment=msg.embodiment,
-        action_space=int(msg.action_space), stamp=time_to_sec(msg.header.stamp),
-        step_duration=time_to_sec(msg.step_duration), horizon=int(msg.horizon),
-        execute_horizon=int(msg.execute_horizon), names=names, data=data, frame_id=msg.header.frame_id,
+        session_id=msg.session_id,
+        chunk_id=int(msg.chunk_id),
+        embodiment=msg.embodiment,
+        action_space=int(msg.action_space),
+        stamp=time_to_sec(msg.header.stamp),
+        step_duration=time_to_sec(msg.step_duration),
+        horizon=int(msg.horizon),
+        execute_horizon=int(msg.execute_horizon),
+        names=names,
+        data=data,
+        frame_id=msg.header.frame_id,
     )
 
 

@@ -26,8 +26,11 @@ _SPEC: dict[str, tuple[object, str, tuple[float, float] | None]] = {
     "ramp_velocity_scale": (0.25, "fraction of the velocity limits used for a ramp", (0.01, 1.0)),
     "velocity_scale": (1.0, "fraction of the profile velocity limits the adapter may use", (0.01, 1.0)),
     "acceleration_scale": (1.0, "fraction of the profile acceleration limits the adapter may use", (0.01, 1.0)),
-    "position_margin": (0.02, "rad: targets are clamped this far inside the position limits (room for tracking "
-                        "overshoot)", (0.0, 0.5)),
+    "position_margin": (
+        0.02,
+        "rad: targets are clamped this far inside the position limits (room for tracking overshoot)",
+        (0.0, 0.5),
+    ),
     "max_stamp_skew": (0.5, "s: chunks stamped further in the future are rejected", (0.0, 10.0)),
     "allow_nonzero_final_velocity": (False, "keep the last point's velocity (controller must allow it)", None),
     "chunk_timeout": (1.5, "s without a new chunk while moving -> hold", (0.01, 60.0)),
@@ -74,15 +77,19 @@ def declare_and_read(node: Node) -> AdapterParams:
         raise ValueError(f"parameter 'start_policy' must be 'ramp' or 'refuse', got {values['start_policy']!r}")
     try:
         safety = SafetyConfig(
-            lead_time=float(values["lead_time"]), lookahead=float(values["lookahead"]),  # type: ignore[arg-type]
-            min_points=int(values["min_points"]), blend_steps=int(values["blend_steps"]),  # type: ignore[call-overload]
+            lead_time=float(values["lead_time"]),
+            lookahead=float(values["lookahead"]),  # type: ignore[arg-type]
+            min_points=int(values["min_points"]),
+            blend_steps=int(values["blend_steps"]),  # type: ignore[call-overload]
             min_step_duration=float(values["min_step_duration"]),  # type: ignore[arg-type]
             max_step_duration=float(values["max_step_duration"]),  # type: ignore[arg-type]
-            start_tolerance=float(values["start_tolerance"]), start_policy=str(values["start_policy"]),  # type: ignore[arg-type]
+            start_tolerance=float(values["start_tolerance"]),
+            start_policy=str(values["start_policy"]),  # type: ignore[arg-type]
             ramp_velocity_scale=float(values["ramp_velocity_scale"]),  # type: ignore[arg-type]
             velocity_scale=float(values["velocity_scale"]),  # type: ignore[arg-type]
             acceleration_scale=float(values["acceleration_scale"]),  # type: ignore[arg-type]
-            position_margin=float(values["position_margin"]), max_stamp_skew=float(values["max_stamp_skew"]),  # type: ignore[arg-type]
+            position_margin=float(values["position_margin"]),
+            max_stamp_skew=float(values["max_stamp_skew"]),  # type: ignore[arg-type]
             allow_nonzero_final_velocity=bool(values["allow_nonzero_final_velocity"]),
         )
         watchdog = WatchdogConfig(float(values["chunk_timeout"]), float(values["joint_state_timeout"]))  # type: ignore[arg-type]
@@ -91,8 +98,12 @@ def declare_and_read(node: Node) -> AdapterParams:
     if safety.lookahead <= safety.lead_time:
         raise ValueError(f"parameter 'lookahead' ({safety.lookahead}) must exceed 'lead_time' ({safety.lead_time})")
     return AdapterParams(
-        robot=str(values["robot"]), chunk_topic=str(values["chunk_topic"]),
-        joint_states_topic=str(values["joint_states_topic"]), safety=safety, watchdog=watchdog,
-        watchdog_rate=float(values["watchdog_rate"]), status_rate=float(values["status_rate"]),  # type: ignore[arg-type]
+        robot=str(values["robot"]),
+        chunk_topic=str(values["chunk_topic"]),
+        joint_states_topic=str(values["joint_states_topic"]),
+        safety=safety,
+        watchdog=watchdog,
+        watchdog_rate=float(values["watchdog_rate"]),
+        status_rate=float(values["status_rate"]),  # type: ignore[arg-type]
         use_action_interface=bool(values["use_action_interface"]),
     )

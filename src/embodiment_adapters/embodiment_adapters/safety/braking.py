@@ -30,17 +30,30 @@ _MIN_BRAKE_TIME = 1e-3  # s: at a limit and moving outwards, stop as fast as a s
 _MERGE_TIME = 1e-4  # s: shortest braking segment (round-off over d is amplified by 1/d**2 into acceleration)
 
 
-def hermite_range(qa: np.ndarray, va: np.ndarray, qb: np.ndarray, vb: np.ndarray, d: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def hermite_range(
+    qa: np.ndarray, va: np.ndarray, qb: np.ndarray, vb: np.ndarray, d: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(min, max) per joint of the cubic Hermite segment (qa, va) -> (qb, vb) over ``d`` s (dense samples)."""
     s = _SAMPLES[:, None]
-    q = ((2 * s**3 - 3 * s**2 + 1) * qa + (s**3 - 2 * s**2 + s) * d * va + (-2 * s**3 + 3 * s**2) * qb
-         + (s**3 - s**2) * d * vb)
+    q = (
+        (2 * s**3 - 3 * s**2 + 1) * qa
+        + (s**3 - 2 * s**2 + s) * d * va
+        + (-2 * s**3 + 3 * s**2) * qb
+        + (s**3 - s**2) * d * vb
+    )
     return q.min(axis=0), q.max(axis=0)
 
 
-def leaves_limits(qa: np.ndarray, va: np.ndarray, qb: np.ndarray, vb: np.ndarray, d: float,
-                  lower: np.ndarray, upper: np.ndarray, tol: float = 1e-9) -> bool:
+def leaves_limits(
+    qa: np.ndarray,
+    va: np.ndarray,
+    qb: np.ndarray,
+    vb: np.ndarray,
+    d: float,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    tol: float = 1e-9,
+) -> bool:
     """True if the segment goes beyond [lower, upper] further than its own end points already are."""
     lo, hi = hermite_range(qa, va, qb, vb, d)
     floor = np.minimum(lower, np.minimum(qa, qb))  # a start outside the limits is the robot's, not the plan's
@@ -48,8 +61,15 @@ def leaves_limits(qa: np.ndarray, va: np.ndarray, qb: np.ndarray, vb: np.ndarray
     return bool(np.any(lo < floor - tol) or np.any(hi > ceil + tol))
 
 
-def braking_profile(q0: np.ndarray, v0: np.ndarray, lower: np.ndarray, upper: np.ndarray, amax: np.ndarray,
-                    min_time: float, slack: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def braking_profile(
+    q0: np.ndarray,
+    v0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    amax: np.ndarray,
+    min_time: float,
+    slack: float = 1.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Waypoints of a stop from (q0, v0) inside the limits: times [K] (s, increasing, > 0), positions [K, J],
     velocities [K, J] (the last row zero). See the module docstring."""
     speed = np.abs(v0)

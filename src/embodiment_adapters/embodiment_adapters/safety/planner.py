@@ -91,8 +91,9 @@ class AdapterCore:
         targets = to_joint_targets(chunk, cmap, self.profile, reference, self.chains)
 
         cfg = self.cfg
-        keep, rel = align(chunk.stamp, chunk.step_duration, chunk.horizon, now, cfg.lead_time, cfg.lookahead,
-                          cfg.min_points)
+        keep, rel = align(
+            chunk.stamp, chunk.step_duration, chunk.horizon, now, cfg.lead_time, cfg.lookahead, cfg.min_points
+        )
         points = targets[keep]
         notes: list[str] = []
         points = blend_with_plan(points, now + rel, running, cfg.blend_steps)
@@ -111,20 +112,36 @@ class AdapterCore:
         if float(np.max(gap)) > cfg.start_tolerance:
             joint = self.profile.joint_names[int(np.argmax(gap))]
             if cfg.start_policy == "refuse":
-                raise ChunkRejected(f"first point {float(np.max(gap)):.3f} rad from the measured state at {joint} "
-                                    f"(start_tolerance {cfg.start_tolerance:.3f}, start_policy refuse)")
+                raise ChunkRejected(
+                    f"first point {float(np.max(gap)):.3f} rad from the measured state at {joint} "
+                    f"(start_tolerance {cfg.start_tolerance:.3f}, start_policy refuse)"
+                )
             scale = cfg.ramp_velocity_scale
             notes.append(f"ramping to first point ({float(np.max(gap)):.3f} rad away at {joint})")
-        times, velocities = parameterize(q0, v0, points, rel, self.vmax, self.amax,
-                                         final_velocity_zero=self.final_velocity_zero,
-                                         first_segment_velocity_scale=scale)
+        times, velocities = parameterize(
+            q0,
+            v0,
+            points,
+            rel,
+            self.vmax,
+            self.amax,
+            final_velocity_zero=self.final_velocity_zero,
+            first_segment_velocity_scale=scale,
+        )
         if times[-1] > rel[-1] * 1.001 + 1e-6:
             notes.append(f"time-stretched x{times[-1] / rel[-1]:.2f} for velocity/acceleration limits")
         if leaves_limits(q0, v0, points[0], velocities[0], float(times[0]), self.lower, self.upper):
             # Moving towards a limit with the first point at it: stop first, then follow the chunk (delayed).
             b_t, b_q, b_v = braking_profile(q0, v0, self.lower, self.upper, self.amax, _MIN_STOP_TIME)
-            rest_t, rest_v = parameterize(b_q[-1], np.zeros_like(q0), points, rel, self.vmax, self.amax,
-                                          final_velocity_zero=self.final_velocity_zero)
+            rest_t, rest_v = parameterize(
+                b_q[-1],
+                np.zeros_like(q0),
+                points,
+                rel,
+                self.vmax,
+                self.amax,
+                final_velocity_zero=self.final_velocity_zero,
+            )
             points = np.vstack([b_q, points])
             times = np.concatenate([b_t, b_t[-1] + rest_t])
             velocities = np.vstack([b_v, rest_v])
@@ -135,9 +152,17 @@ class AdapterCore:
         for name, col in cmap.gripper_cols.items():
             grippers[name] = float(np.clip(chunk.data[first, col], 0.0, 1.0))
         plan = TrajectoryPlan(
-            joint_names=self.profile.joint_names, t0=now, start_positions=q0.copy(), start_velocities=v0.copy(),
-            positions=points, velocities=velocities, times=times, session_id=chunk.session_id,
-            chunk_id=chunk.chunk_id, gripper_targets=grippers, notes=tuple(notes),
+            joint_names=self.profile.joint_names,
+            t0=now,
+            start_positions=q0.copy(),
+            start_velocities=v0.copy(),
+            positions=points,
+            velocities=velocities,
+            times=times,
+            session_id=chunk.session_id,
+            chunk_id=chunk.chunk_id,
+            gripper_targets=grippers,
+            notes=tuple(notes),
         )
         self.sessions.commit(chunk.session_id, chunk.chunk_id)
         self.plan = plan
@@ -183,9 +208,16 @@ class AdapterCore:
             # A limit is nearer than this stop: each joint decelerates on its own, harder where it must.
             times, positions, velocities = braking_profile(q, v, self.lower, self.upper, self.amax, _MIN_STOP_TIME)
         hold = TrajectoryPlan(
-            joint_names=self.profile.joint_names, t0=now, start_positions=q, start_velocities=v,
-            positions=positions, velocities=velocities, times=times, session_id=self.plan.session_id,
-            chunk_id=self.plan.chunk_id, notes=("hold",),
+            joint_names=self.profile.joint_names,
+            t0=now,
+            start_positions=q,
+            start_velocities=v,
+            positions=positions,
+            velocities=velocities,
+            times=times,
+            session_id=self.plan.session_id,
+            chunk_id=self.plan.chunk_id,
+            notes=("hold",),
         )
         self.plan = hold
         return hold

@@ -41,23 +41,29 @@ class ColumnMap:
 def validate_chunk(chunk: ChunkInput, profile: RobotProfile, cfg: SafetyConfig, now: float) -> ColumnMap:
     """Check a chunk against the profile and config; returns the column map or raises :class:`ChunkRejected`."""
     if chunk.embodiment not in profile.embodiments:
-        raise ChunkRejected(f"embodiment {chunk.embodiment!r} does not match profile {profile.name!r} "
-                            f"(accepted: {list(profile.embodiments)})")
+        raise ChunkRejected(
+            f"embodiment {chunk.embodiment!r} does not match profile {profile.name!r} "
+            f"(accepted: {list(profile.embodiments)})"
+        )
     try:
         space = ActionSpace(chunk.action_space)
     except ValueError:
         raise ChunkRejected(f"unknown action_space {chunk.action_space}") from None
     if space not in profile.action_spaces:
-        raise ChunkRejected(f"action space {space.name} not supported by profile {profile.name!r} "
-                            f"(supported: {[a.name for a in profile.action_spaces]})")
+        raise ChunkRejected(
+            f"action space {space.name} not supported by profile {profile.name!r} "
+            f"(supported: {[a.name for a in profile.action_spaces]})"
+        )
     if chunk.horizon <= 0:
         raise ChunkRejected("horizon is zero")
     if not chunk.names:
         raise ChunkRejected("no column names")
     expected = chunk.horizon * len(chunk.names)
     if chunk.data.size != expected or chunk.data.shape != (chunk.horizon, len(chunk.names)):
-        raise ChunkRejected(f"data has {chunk.data.size} values, expected horizon*len(names) = "
-                            f"{chunk.horizon}*{len(chunk.names)} = {expected}")
+        raise ChunkRejected(
+            f"data has {chunk.data.size} values, expected horizon*len(names) = "
+            f"{chunk.horizon}*{len(chunk.names)} = {expected}"
+        )
     dt = chunk.step_duration
     if not math.isfinite(dt) or not cfg.min_step_duration <= dt <= cfg.max_step_duration:
         allowed = f"{cfg.min_step_duration}..{cfg.max_step_duration} s"
@@ -105,8 +111,9 @@ def _joint_columns(chunk: ChunkInput, profile: RobotProfile) -> ColumnMap:
 def _eef_columns(chunk: ChunkInput, profile: RobotProfile) -> ColumnMap:
     frames = {k.base_frame for k in profile.kinematics}
     if chunk.frame_id and chunk.frame_id not in frames:
-        raise ChunkRejected(f"header.frame_id {chunk.frame_id!r} is not a kinematic base frame of the profile "
-                            f"({sorted(frames)})")
+        raise ChunkRejected(
+            f"header.frame_id {chunk.frame_id!r} is not a kinematic base frame of the profile ({sorted(frames)})"
+        )
     index = {n: i for i, n in enumerate(chunk.names)}
     used: set[str] = set()
     eef: dict[str, EefColumns] = {}
@@ -122,8 +129,9 @@ def _eef_columns(chunk: ChunkInput, profile: RobotProfile) -> ColumnMap:
         elif all(q in index for q in qt):
             rot = qt
         else:
-            raise ChunkRejected(f"chain {spec.prefix or '(default)'}: rotation columns missing "
-                                f"(need {rv} or {qt} in ROS x,y,z,w order)")
+            raise ChunkRejected(
+                f"chain {spec.prefix or '(default)'}: rotation columns missing (need {rv} or {qt} in ROS x,y,z,w order)"
+            )
         missing = [p for p in pos if p not in index]
         if missing:
             raise ChunkRejected(f"missing end-effector column(s) {missing}")
