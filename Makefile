@@ -13,12 +13,12 @@ setup:  ## create .venv, install pinned dependencies and ROS 2, colcon build (id
 
 build: setup  ## same as setup (rebuilds the colcon workspace)
 
-lint: setup  ## ruff over the whole repository
-	@.venv/bin/ruff check .
+lint: setup  ## ruff (lint and format check) over the whole repository
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
 test: setup  ## ruff + the whole pytest suite in a loopback-only network namespace
-	@start=$$(date +%s); .venv/bin/ruff check . && echo "==> [test] ruff: clean" ; rc=$$?; \
-	if [ $$rc -ne 0 ]; then echo "ERROR [test]: ruff found problems (fix them or run '.venv/bin/ruff check --fix .')"; exit $$rc; fi; \
+	@start=$$(date +%s); .venv/bin/ruff check . && .venv/bin/ruff format --check --quiet . && echo "==> [test] ruff: clean" ; rc=$$?; \
+	if [ $$rc -ne 0 ]; then echo "ERROR [test]: ruff found problems (fix them with '.venv/bin/ruff check --fix .' and '.venv/bin/ruff format .')"; exit $$rc; fi; \
 	scripts/run_tests.sh; rc=$$?; echo "==> [test] pytest: $$(( $$(date +%s) - start )) s, exit code $$rc"; exit $$rc
 
 demo: setup  ## one simulated episode: sim robot + policy (small model) + adapter; writes runs/<timestamp>/
