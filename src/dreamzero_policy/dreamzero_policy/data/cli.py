@@ -118,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "bags in a single read; the output is the same, this is for troubleshooting",
     )
     insp = sub.add_parser("inspect", help="topics, rates, gaps, drops, episode lengths and plots of a bag or dataset")
-    insp.add_argument("path", type=Path, help="a rosbag2 directory or a converted dataset")
+    insp.add_argument("path", type=Path, help="a rosbag2 directory, a folder of them, or a converted dataset")
     insp.add_argument("--mapping", "-m", help="also show the episodes this mapping would produce")
     insp.add_argument("--plots", type=Path, help="write PNG plots (joint trajectories, message timing) here")
     insp.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -163,9 +163,28 @@ def _inspect(args: argparse.Namespace) -> int:
                 print(f"  skipped: {s['bag']}: {s['reason']}")
         return 0
     mapping = load_mapping(resolve_mapping(args.mapping)) if args.mapping else None
-    rep = inspect_bag(find_bags([str(args.path)])[0] if not _is_bag(args.path) else args.path, mapping, args.plots)
-    print(json.dumps(rep, indent=2, default=str)) if args.json else _print_bag_report(rep)
-    return 0
+    if _is_bag(args.path):
+        rep = inspect_bag(args.path, mapping, args.plots)
+        print(json.dumps(rep, indent=2, default=str)) if args.json else _print_bag_report(rep)
+        return 0
+    # A folder of recordings: every bag, and a bag that cannot be read is reported, not the end of the run.
+    reports = []
+    for bag in find_bags([str(args.path)]):
+        try:
+            reports.append(inspect_bag(bag, mapping, args.plots))
+        except DatasetError as exc:
+            reports.append({"bag": str(bag), "error": str(exc)})
+    if args.json:
+        print(json.dumps({"bags": reports}, indent=2, default=str))
+    for rep in reports if not args.json else ():
+        if "error" in rep:
+            print(f"bag {rep['bag']}: FAILED: {rep['error']}")
+        else:
+            _print_bag_report(rep)
+    failed = sum("error" in rep for rep in reports)
+    if failed:
+        print(f"dreamzero data: {failed} of {len(reports)} bags could not be read", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -80,6 +80,17 @@ def test_data_cli_convert_partial_and_inspect(tmp_path: Path, capsys: pytest.Cap
     assert "beyond" in rep["episodes"][0]["error"]
     assert len(rep["plots"]) == 2 and all(Path(p).read_bytes()[:8] == PNG for p in rep["plots"])
 
+    # A folder of recordings: every bag is inspected; one that cannot be read is reported and fails the run.
+    assert main(["data", "inspect", str(tmp_path / "bags"), "--json"]) == 0
+    assert [Path(r["bag"]).name for r in json.loads(capsys.readouterr().out)["bags"]] == ["ep0", "ep1"]
+    broken = tmp_path / "bags" / "ep2"
+    broken.mkdir()
+    (broken / "metadata.yaml").write_text("not: a bag\n")
+    assert main(["data", "inspect", str(tmp_path / "bags")]) == 1
+    captured = capsys.readouterr()
+    assert "bag " + str(tmp_path / "bags" / "ep0") in captured.out and f"bag {broken}: FAILED" in captured.out
+    assert "1 of 3 bags could not be read" in captured.err
+
     assert main(["data", "inspect", str(tmp_path / "ds"), "--plots", str(tmp_path / "dplots")]) == 0
     out = capsys.readouterr().out
     assert "1 episodes" in out and "skipped" in out
