@@ -23,6 +23,7 @@ examples:
   dreamzero data convert recordings/ --mapping config/datasets/yam.yaml --output out --overwrite
   dreamzero data inspect rosbag2_2025_01_01 --mapping droid_franka --plots plots/
   dreamzero data inspect ~/data/droid_ft
+  dreamzero data inspect rosbag2_2025_01_01 --starter-mapping config/datasets/my_robot.yaml
 
 A BAG argument is a rosbag2 directory (metadata.yaml + .mcap or .db3; Humble or Jazzy; an
 interrupted recording without metadata.yaml is read from its single file), a .mcap/.db3 file, or a
@@ -122,6 +123,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     insp.add_argument("--mapping", "-m", help="also show the episodes this mapping would produce")
     insp.add_argument("--plots", type=Path, help="write PNG plots (joint trajectories, message timing) here")
     insp.add_argument("--json", action="store_true", help="print the full report as JSON")
+    insp.add_argument(
+        "--starter-mapping",
+        type=Path,
+        metavar="YAML",
+        help="write a mapping guessed from the bag (cameras, joints, rate) to start from; notes at its top",
+    )
 
 
 def _print_bag_report(rep: dict) -> None:
@@ -139,6 +146,13 @@ def _print_bag_report(rep: dict) -> None:
         print(f"  episode {i}: {status}")
     for f in rep.get("plots", []):
         print(f"  plot: {f}")
+
+
+def _write_starter(report: dict, path: Path) -> None:
+    from dreamzero_policy.data.starter import starter_yaml
+
+    path.write_text(starter_yaml(report, path.stem))
+    print(f"wrote a starter mapping to {path} (from {report['bag']}); read the notes at its top, then convert with it")
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -163,9 +177,13 @@ def _inspect(args: argparse.Namespace) -> int:
                 print(f"  skipped: {s['bag']}: {s['reason']}")
         return 0
     mapping = load_mapping(resolve_mapping(args.mapping)) if args.mapping else None
+    if args.starter_mapping is not None and args.starter_mapping.exists():
+        raise MappingError(f"{args.starter_mapping} exists; give a new file for the starter mapping")
     if _is_bag(args.path):
         rep = inspect_bag(args.path, mapping, args.plots)
         print(json.dumps(rep, indent=2, default=str)) if args.json else _print_bag_report(rep)
+        if args.starter_mapping is not None:
+            _write_starter(rep, args.starter_mapping)
         return 0
     # A folder of recordings: every bag, and a bag that cannot be read is reported, not the end of the run.
     reports = []
@@ -181,6 +199,9 @@ def _inspect(args: argparse.Namespace) -> int:
             print(f"bag {rep['bag']}: FAILED: {rep['error']}")
         else:
             _print_bag_report(rep)
+    readable = [rep for rep in reports if "error" not in rep]
+    if args.starter_mapping is not None and readable:
+        _write_starter(readable[0], args.starter_mapping)
     failed = sum("error" in rep for rep in reports)
     if failed:
         print(f"dreamzero data: {failed} of {len(reports)} bags could not be read", file=sys.stderr)
