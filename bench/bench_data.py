@@ -1,6 +1,6 @@
 """Data pipeline benchmark: conversion throughput vs raw read+deserialise, and peak memory.
 
-Writes an N-minute bag with 3 cameras (15 Hz, textured moving frames; JPEG ``CompressedImage`` or
+Writes an N-minute bag with 3 cameras (15 Hz unless --camera-hz, textured moving frames; JPEG ``CompressedImage`` or
 raw ``rgb8`` ``Image``), JointState at 100 Hz and ActionChunks at 5 Hz, then in fresh subprocesses
 (so ru_maxrss is per phase):
   1. reads and deserialises every message (the raw baseline; the faster of two runs),
@@ -45,7 +45,9 @@ CAMS = ("/cam_ext1/image", "/cam_ext2/image", "/cam_wrist/image")
 JOINTS = [f"j{i}" for i in range(1, 8)] + ["gripper"]
 
 
-def write_bench_bag(path: Path, minutes: float, width: int, height: int, storage: str, images: str = "jpeg") -> int:
+def write_bench_bag(
+    path: Path, minutes: float, width: int, height: int, storage: str, images: str = "jpeg", camera_hz: int = 15
+) -> int:
     from dreamzero_policy.data.bagio import make_typestore
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -102,7 +104,7 @@ def write_bench_bag(path: Path, minutes: float, width: int, height: int, storage
                 )
                 w.write(ch, t, ts.serialize_cdr(msg, "dreamzero_msgs/msg/ActionChunk"))
                 n += 1
-            if (k * 15) % 100 < 15:  # 15 Hz
+            if (k * camera_hz) % 100 < camera_hz:  # camera_hz on the 100 Hz clock
                 for i, c in enumerate(cams):
                     img = np.roll(base, k + 37 * i, axis=1)
                     if images == "jpeg":
@@ -244,6 +246,13 @@ def main() -> None:
     p.add_argument("--out-width", type=int, help="dataset video width (default: the camera's)")
     p.add_argument("--out-height", type=int, help="dataset video height (default: the camera's)")
     p.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"))
+    p.add_argument(
+        "--camera-hz",
+        type=int,
+        default=15,
+        choices=(15, 30, 60),
+        help="camera rate in the bag; the dataset is 15 fps, so above 15 Hz frames off the grid are never decoded",
+    )
     p.add_argument("--encoder-threads", type=int, default=1, help="x264 threads per camera (0 = one per core)")
     p.add_argument("--two-pass", action="store_true", help="convert with --two-pass (no video during indexing)")
     p.add_argument("--phase", help=argparse.SUPPRESS)
@@ -255,7 +264,8 @@ def main() -> None:
         return
     out = f"{a.out_width}x{a.out_height}" if a.out_width and a.out_height else "same"
     print(
-        f"cameras {a.width}x{a.height} -> video {out}, storage {a.storage}, {os.cpu_count()} cores, "
+        f"cameras {a.width}x{a.height} at {a.camera_hz} Hz -> video {out} at 15 fps, storage {a.storage}, "
+        f"{os.cpu_count()} cores, "
         f"x264 threads/camera {a.encoder_threads}, {'two passes' if a.two_pass else 'single pass'}, "
         f"load {os.getloadavg()[0]:.1f}"
     )
@@ -268,7 +278,7 @@ def main() -> None:
         for minutes in a.minutes or [1.0]:
             with tempfile.TemporaryDirectory() as tmp:
                 bag = Path(tmp) / "bag"
-                n = write_bench_bag(bag, minutes, a.width, a.height, a.storage, images)
+                n = write_bench_bag(bag, minutes, a.width, a.height, a.storage, images, a.camera_hz)
                 size = sum(f.stat().st_size for f in bag.iterdir()) / 1e6
                 # The faster of two raw reads: a multi-GB bag is partly read from disk the first time.
                 r = min((run_phase("read", bag, Path(tmp) / "ds", a) for _ in range(2)), key=lambda x: x["seconds"])
