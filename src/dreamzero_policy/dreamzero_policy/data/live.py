@@ -31,6 +31,7 @@ from dreamzero_policy.data.align import AlignReport
 from dreamzero_policy.data.encode import CameraWorker, FrameDecoder, Target, decode_pool
 from dreamzero_policy.data.layout import video_path
 from dreamzero_policy.data.mapping import Mapping
+from dreamzero_policy.data.plan import clock_went_back
 from dreamzero_policy.data.streams import SeriesBuilder
 from dreamzero_policy.data.video import VideoWriter
 
@@ -478,6 +479,12 @@ class LiveConversion:
                 s.end()
             self._wait = None  # an ended series can decide ticks it could not before
             self.advance()
+        if not self.abandoned:
+            for c in self.columns:  # the two-pass path reports it as the episode's error
+                why = clock_went_back(c.topic, c.report_key, c.source.dropped, c.source.kept)
+                if why:
+                    self.abandon(why)
+                    break
         if not self.abandoned and self.start is None:
             self.abandon("a required stream has no samples")
         if not self.abandoned and self.ticks < max(self.mapping.min_episode_frames, 1):

@@ -18,6 +18,9 @@ from dreamzero_policy.data.index import BagIndex
 from dreamzero_policy.data.mapping import Mapping
 from dreamzero_policy.data.streams import Series
 
+MAX_OUT_OF_ORDER = 2  # samples a stream may drop for going back in time, whatever its length ...
+OUT_OF_ORDER_FRACTION = 0.01  # ... or this fraction of its samples
+
 
 @dataclass
 class EpisodePlan:
@@ -50,8 +53,28 @@ def _fmt(reports: list[AlignReport], tol: float) -> str:
     )
 
 
+def clock_went_back(topic: str, key: str, dropped: int, kept: int) -> str | None:
+    """Why a stream cannot be used when too many of its samples go back in time, else None.
+
+    A glitch (a duplicate, one early stamp) drops a sample or two; a clock that steps back (an NTP
+    correction, a restarted driver) makes every later sample "older" and would silently lose the
+    rest of the recording.
+    """
+    if dropped <= max(MAX_OUT_OF_ORDER, OUT_OF_ORDER_FRACTION * (kept + dropped)):
+        return None
+    return (
+        f"{topic} ('{key}'): {dropped} of {kept + dropped} samples are stamped earlier than one before them and "
+        "would be dropped: the clock went backwards (an NTP step, a restarted driver?). Fix the stamps or split "
+        "the bag where it happened"
+    )
+
+
 def plan_episode(index: BagIndex, mapping: Mapping, window: EpisodeWindow, instruction: str) -> EpisodePlan:
     """Align every mapped stream of ``index`` inside ``window`` to the fps grid."""
+    for s in (*index.video.values(), *index.state.values(), *index.action.values()):
+        why = clock_went_back(s.topic, s.key, s.out_of_order, len(s.times))
+        if why:
+            raise AlignmentError(why)
     w0, w1 = window.start_ns, window.end_ns
     video = {k: s.window(w0, w1) for k, s in index.video.items()}
     state = {k: s.window(w0, w1) for k, s in index.state.items()}

@@ -11,7 +11,8 @@ Supported message types (chosen by the bag's type for the topic, not by the mapp
 
 Chunks and trajectories are *timed futures*: a newer one replaces the steps of an older one from
 its own first step on (the controller's replace semantics), which flattens them into one series.
-Samples whose stamp does not increase (time going backwards, duplicates) are dropped and counted.
+Samples whose stamp does not increase (time going backwards, duplicates) are dropped and counted;
+more than a glitch's worth (``plan.clock_went_back``) fails the episode instead of losing data.
 """
 
 from __future__ import annotations

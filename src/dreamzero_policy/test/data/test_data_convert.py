@@ -283,3 +283,25 @@ def test_data_convert_episode_events_follow_the_header_clock(tmp_path: Path, off
         assert match.sum() >= min(len(ta), len(tb)) - 1
         sa, sb = np.asarray(ca["observation.state"])[j[match]], np.asarray(cb["observation.state"])[match]
         assert np.abs(sa - sb).max() < 0.03
+
+
+@pytest.mark.parametrize("single", [True, False], ids=["single-pass", "two-pass"])
+def test_data_convert_a_clock_that_steps_back_is_an_error_not_a_silent_loss(tmp_path: Path, single: bool) -> None:
+    # One message stamped early is a glitch and is dropped (test_data_align covers it). A clock that
+    # steps back 0.5 s for a second makes every sample of that second "older": dropping them all
+    # would lose data without a word, so the episode fails and says why.
+    spec = SynthSpec(duration_s=2.0, gripper_joint=None, backwards={"/joint_states": frozenset(range(100, 200))})
+    write_bag(tmp_path / "bag", spec)
+    mapping = mapping_from_dict(mapping_dict(spec))
+    opts = ConvertOptions(progress=False, single_pass=single)
+    with pytest.raises(
+        AlignmentError, match=r"/joint_states \('joint_position'\): \d+ of 201 samples .* clock went back"
+    ):
+        convert([tmp_path / "bag"], mapping, tmp_path / "ds", opts)
+    assert not (tmp_path / "ds").exists()
+    write_bag(tmp_path / "good", replace(spec, backwards={}))
+    res = convert(
+        [tmp_path / "good", tmp_path / "bag"], mapping, tmp_path / "ds", replace(opts, skip_bad_episodes=True)
+    )
+    assert res.exit_code == 3 and res.episodes == 1
+    assert res.skipped[0]["bag"] == str(tmp_path / "bag") and "clock went backwards" in res.skipped[0]["reason"]

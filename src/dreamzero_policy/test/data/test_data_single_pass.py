@@ -158,7 +158,7 @@ def test_decode_pool_output_equals_in_order_decoding(
     # on which thread decoded what, so it equals the pool-less conversion bit for bit.
     from dreamzero_policy.data import encode
 
-    spec = SynthSpec(duration_s=1.5, cameras=(Camera("/cam0/image", "jpeg", 128, 96), CAMS[0]), seed=12)
+    spec = SynthSpec(duration_s=1.5, cameras=(Camera("/cam0/image", "jpeg", 128, 96),), seed=12)
     write_bag(tmp_path / "bag", spec)
     overrides = {
         "video": {
