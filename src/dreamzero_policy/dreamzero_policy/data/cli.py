@@ -214,6 +214,7 @@ def _convert(args: argparse.Namespace) -> int:
     use_lean_allocators()  # before pyarrow is imported: peak memory stays flat over long bags
     from dreamzero_policy.data.convert import ConvertOptions, convert
     from dreamzero_policy.data.mapping import load_mapping
+    from dreamzero_policy.data.plan import LOST_WARNING_S
 
     mapping = load_mapping(resolve_mapping(args.mapping))
     if args.fps is not None or args.tolerance is not None:
@@ -233,6 +234,18 @@ def _convert(args: argparse.Namespace) -> int:
     )
     result = convert(bags, mapping, args.output, opts)
     print(f"wrote {result.episodes} episodes, {result.frames} frames from {len(bags)} bag(s) to {result.root}")
+    for e in result.report["episodes"]:  # a camera that started late or died early cut the other streams
+        for side, topic_key, what in (
+            ("before", "started_last", "started last"),
+            ("after", "ended_first", "ended first"),
+        ):
+            lost = e.get(f"lost_{side}_s", 0.0)
+            if lost > LOST_WARNING_S:
+                print(
+                    f"WARNING: episode {e['episode_index']} ({e['source_bag']}) leaves out {lost:.1f} s of recorded "
+                    f"data {side} it: {e[topic_key]} {what} (conversion_report.json: lost_{side}_s)",
+                    file=sys.stderr,
+                )
     for s in result.skipped:
         print(f"SKIPPED episode of {s['bag']} [{s['start_ns']}, {s['end_ns']}): {s['reason']}", file=sys.stderr)
     if result.skipped:

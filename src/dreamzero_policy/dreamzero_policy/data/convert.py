@@ -150,6 +150,7 @@ def _write_live_episode(
         "episode_index": ep,
         **extra,
         "frames": episode.length,
+        **episode.coverage,
         "streams": [r.as_dict() for r in episode.reports],
     }
 
@@ -289,6 +290,7 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
                             "episode_index": ep,
                             **extra,
                             "frames": plan.length,
+                            **plan.coverage,
                             "streams": [r.as_dict() for r in plan.reports],
                         }
                     )

@@ -31,7 +31,7 @@ from dreamzero_policy.data.align import AlignReport
 from dreamzero_policy.data.encode import CameraWorker, FrameDecoder, Target, decode_pool
 from dreamzero_policy.data.layout import video_path
 from dreamzero_policy.data.mapping import Mapping
-from dreamzero_policy.data.plan import clock_went_back
+from dreamzero_policy.data.plan import clock_went_back, coverage
 from dreamzero_policy.data.streams import SeriesBuilder
 from dreamzero_policy.data.video import VideoWriter
 
@@ -264,6 +264,7 @@ class LiveEpisode:
     reports: list[AlignReport]
     sync_keys: list[str]
     spill: _RowSpill = field(repr=False)
+    coverage: dict[str, Any] = field(default_factory=dict)  # plan.coverage()
 
     def blocks(self, action_width: int) -> Iterator[tuple[np.ndarray | None, np.ndarray | None, dict[str, np.ndarray]]]:
         """(state, action, sync) row blocks in frame order; a video-only episode gets NaN actions."""
@@ -517,15 +518,22 @@ class LiveConversion:
             self.spill.remove()
             return None
         assert self.start is not None
+        grid_end = self.start + round((self.ticks - 1) * self.period)
+        spans = []
+        for src in (*self.cameras.values(), *self.series):
+            assert src.first is not None and src.last is not None
+            offset = src.offset if isinstance(src, _Series) else 0
+            spans.append((src.topic, src.first - offset, src.last - offset))
         return LiveEpisode(
             grid_start=self.start,
-            grid_end=self.start + round((self.ticks - 1) * self.period),
+            grid_end=grid_end,
             length=self.ticks,
             video_only=self.video_only,
             sizes=sizes,
             reports=[c.report(self.ticks) for c in self.columns],
             sync_keys=["stamp_ns", *(c.sync_key for c in self.columns)],
             spill=self.spill,
+            coverage=coverage(spans, self.start, grid_end),
         )
 
     def discard(self) -> None:

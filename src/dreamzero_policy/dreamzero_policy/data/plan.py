@@ -8,6 +8,7 @@ before any video is encoded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,7 @@ class EpisodePlan:
     sync: dict[str, np.ndarray]  # "stamp_ns" + per key/video: stamp of the sample used
     reports: list[AlignReport] = field(default_factory=list)
     video_only_reason: str | None = None
+    coverage: dict[str, Any] = field(default_factory=dict)  # see coverage()
 
     @property
     def length(self) -> int:
@@ -51,6 +53,26 @@ def _fmt(reports: list[AlignReport], tol: float) -> str:
         f"first at +{r.gaps[0]:.3f} s)"
         for r in bad
     )
+
+
+LOST_WARNING_S = 2.0  # a stream starting this much later or ending this much earlier than the others is reported
+
+
+def coverage(spans: list[tuple[str, int, int]], grid_start: int, grid_end: int) -> dict[str, Any]:
+    """What the grid leaves out: ``spans`` = (topic, first, last) per required stream, in grid time.
+
+    The grid runs from the latest first sample to the earliest last one, so a camera that starts late
+    or dies early cuts every other stream too. ``lost_before_s``/``lost_after_s`` say how much of
+    the longest stream falls outside, and which stream set each end.
+    """
+    _, started_last = max((f, t) for t, f, _ in spans)
+    _, ended_first = min((la, t) for t, _, la in spans)
+    return {
+        "lost_before_s": round((grid_start - min(f for _, f, _ in spans)) / 1e9, 3),
+        "lost_after_s": round((max(la for _, _, la in spans) - grid_end) / 1e9, 3),
+        "started_last": started_last,
+        "ended_first": ended_first,
+    }
 
 
 def clock_went_back(topic: str, key: str, dropped: int, kept: int) -> str | None:
@@ -134,7 +156,9 @@ def plan_episode(index: BagIndex, mapping: Mapping, window: EpisodeWindow, instr
             action_arr = np.full((n, width), np.nan)
         else:
             action_arr = np.concatenate([picked[f"action.{a.key}"] for a in mapping.action], axis=1)
-    return EpisodePlan(window, instruction, grid, frames, state_arr, action_arr, sync, reports, reason)
+    spans = [(s.topic, int(s.times[0]) - s.offset_ns, int(s.times[-1]) - s.offset_ns) for s in required]
+    cover = coverage(spans, int(grid[0]), int(grid[-1]))
+    return EpisodePlan(window, instruction, grid, frames, state_arr, action_arr, sync, reports, reason, cover)
 
 
 def _action_width(mapping: Mapping, key: str, index: BagIndex) -> int:

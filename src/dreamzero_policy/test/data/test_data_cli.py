@@ -139,3 +139,31 @@ def test_data_cli_finds_interrupted_recordings_and_loose_files(tmp_path: Path) -
     (root / "plots").mkdir()
     (root / "plots" / "timing.png").write_bytes(b"png")
     assert find_bags([str(root)]) == [root / "ep1", root / "ep2", root / "export.mcap"]
+
+
+def test_data_cli_warns_when_a_camera_cuts_the_episode_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The grid ends with the first stream to end: a camera that dies 3 s before the end takes the
+    # joints' last 3 s with it. That is said, in the report (both passes alike) and on stderr.
+    cams = (Camera("/cam0/image"), Camera("/cam1/image", phase_s=0.02))
+    spec = SynthSpec(duration_s=4.0, cameras=cams, gripper_joint=None, drop={"/cam1/image": frozenset(range(15, 61))})
+    write_bag(tmp_path / "bag", spec)
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(mapping_dict(spec)))
+    reports = []
+    for name, extra in (("one", []), ("two", ["--two-pass"])):
+        argv = ["data", "convert", str(tmp_path / "bag"), "-m", str(tmp_path / "m.yaml"), "-o", str(tmp_path / name)]
+        assert main([*argv, "--no-progress", *extra]) == 0
+        err = capsys.readouterr().err
+        assert "WARNING: episode 0" in err and "of recorded data after it: /cam1/image ended first" in err
+        episode = json.loads((tmp_path / name / "meta" / "conversion_report.json").read_text())["episodes"][0]
+        reports.append({k: episode[k] for k in ("lost_before_s", "lost_after_s", "started_last", "ended_first")})
+    assert reports[0] == reports[1]
+    # the camera's last frame is at 0.95 s of 4 s; the next-state grid also ends one frame early
+    assert reports[0]["ended_first"] == "/cam1/image" and reports[0]["lost_after_s"] == pytest.approx(3.12, abs=0.07)
+    assert 0 <= reports[0]["lost_before_s"] < 0.1
+    # A whole recording: nothing to warn about.
+    write_bag(tmp_path / "whole", SynthSpec(duration_s=4.0, cameras=cams, gripper_joint=None))
+    argv = ["data", "convert", str(tmp_path / "whole"), "-m", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "w")]
+    assert main([*argv, "--no-progress"]) == 0
+    assert "WARNING" not in capsys.readouterr().err
