@@ -132,6 +132,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_bag_report(rep: dict) -> None:
+    from dreamzero_policy.data.plan import LOST_WARNING_S
+
     print(f"bag {rep['bag']}")
     for topic, t in rep["topics"].items():
         rate = f"{t['rate_hz']:8.2f} Hz" if "rate_hz" in t else "       - Hz"
@@ -143,6 +145,10 @@ def _print_bag_report(rep: dict) -> None:
         status = ep.get("error") or f"{ep['frames']} frames, '{ep['instruction']}'" + (
             " (video only)" if ep["video_only"] else ""
         )
+        for side, topic_key in (("before", "started_last"), ("after", "ended_first")):
+            lost = ep.get(f"lost_{side}_s", 0.0)
+            if lost > LOST_WARNING_S:
+                status += f"; leaves out {lost:.1f} s {side} it ({ep[topic_key]} {topic_key.replace('_', ' ')})"
         print(f"  episode {i}: {status}")
     for f in rep.get("plots", []):
         print(f"  plot: {f}")

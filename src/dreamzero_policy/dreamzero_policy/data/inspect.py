@@ -118,6 +118,7 @@ def _planned_episodes(path: Path, mapping: Mapping) -> list[dict[str, Any]]:
                 instruction=text,
                 video_only=plan.video_only_reason is not None,
                 max_align_error_s={r.topic: r.max_error_s for r in plan.reports},
+                **plan.coverage,
             )
         except DatasetError as exc:
             entry["error"] = str(exc)
