@@ -159,6 +159,9 @@ def test_data_cli_warns_when_a_camera_cuts_the_episode_short(
         episode = json.loads((tmp_path / name / "meta" / "conversion_report.json").read_text())["episodes"][0]
         reports.append({k: episode[k] for k in ("lost_before_s", "lost_after_s", "started_last", "ended_first")})
     assert reports[0] == reports[1]
+    # inspect with the mapping tells it before any conversion
+    assert main(["data", "inspect", str(tmp_path / "bag"), "-m", str(tmp_path / "m.yaml")]) == 0
+    assert "s after it (/cam1/image ended first)" in capsys.readouterr().out
     # the camera's last frame is at 0.95 s of 4 s; the next-state grid also ends one frame early
     assert reports[0]["ended_first"] == "/cam1/image" and reports[0]["lost_after_s"] == pytest.approx(3.12, abs=0.07)
     assert 0 <= reports[0]["lost_before_s"] < 0.1
