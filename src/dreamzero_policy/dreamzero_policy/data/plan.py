@@ -78,16 +78,16 @@ def coverage(spans: list[tuple[str, int, int]], grid_start: int, grid_end: int) 
 def clock_went_back(topic: str, key: str, dropped: int, kept: int) -> str | None:
     """Why a stream cannot be used when too many of its samples go back in time, else None.
 
-    A glitch (a duplicate, one early stamp) drops a sample or two; a clock that steps back (an NTP
-    correction, a restarted driver) makes every later sample "older" and would silently lose the
-    rest of the recording.
+    A glitch (a duplicate, one early stamp) drops a sample or two. A clock that steps back (an NTP
+    correction, a restarted driver) makes every later sample "older", and a driver that publishes
+    every message twice loses half: dropping them would silently lose recorded data.
     """
     if dropped <= max(MAX_OUT_OF_ORDER, OUT_OF_ORDER_FRACTION * (kept + dropped)):
         return None
     return (
-        f"{topic} ('{key}'): {dropped} of {kept + dropped} samples are stamped earlier than one before them and "
-        "would be dropped: the clock went backwards (an NTP step, a restarted driver?). Fix the stamps or split "
-        "the bag where it happened"
+        f"{topic} ('{key}'): {dropped} of {kept + dropped} samples are stamped no later than one before them and "
+        "would be dropped: the messages are duplicated, or the clock went backwards (an NTP step, a restarted "
+        "driver?). Fix the stamps, or split the bag where it happened"
     )
 
 
