@@ -240,6 +240,17 @@ def _convert(args: argparse.Namespace) -> int:
     )
     result = convert(bags, mapping, args.output, opts)
     print(f"wrote {result.episodes} episodes, {result.frames} frames from {len(bags)} bag(s) to {result.root}")
+    video_only: dict[str, int] = {}  # reason -> episodes: a mistyped action topic must not pass unnoticed
+    for e in result.report["episodes"]:
+        if e.get("video_only"):
+            reason = str(e.get("video_only_reason", "no actions"))
+            video_only[reason] = video_only.get(reason, 0) + 1
+    for reason, count in video_only.items():
+        print(
+            f"WARNING: {count} of {result.episodes} episodes are video-only (no actions: they train the video loss "
+            f"only): {reason}",
+            file=sys.stderr,
+        )
     for e in result.report["episodes"]:  # a camera that started late or died early cut the other streams
         for side, topic_key, what in (
             ("before", "started_last", "started last"),

@@ -170,3 +170,16 @@ def test_data_cli_warns_when_a_camera_cuts_the_episode_short(
     argv = ["data", "convert", str(tmp_path / "whole"), "-m", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "w")]
     assert main([*argv, "--no-progress"]) == 0
     assert "WARNING" not in capsys.readouterr().err
+
+
+def test_data_cli_warns_about_video_only_episodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Video-only episodes are a feature (human videos, play without commands), but an action topic
+    # the bag does not have is more often a typo: the run says so instead of passing in silence.
+    spec = SynthSpec(duration_s=1.0, gripper_joint=None)
+    write_bag(tmp_path / "bag", spec)
+    mapping = mapping_dict(spec, action={"joint_position": {"topic": "/typo_chunk", "names": list(spec.joints)}})
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(mapping))
+    argv = ["data", "convert", str(tmp_path / "bag"), "-m", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "ds")]
+    assert main([*argv, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: 1 of 1 episodes are video-only" in err and "/typo_chunk" in err
