@@ -50,6 +50,7 @@ class PoolExecutor(Executor):
         self._queued: set[Any] = set()  # tasks submitted to the pool and not finished
         self._in_flight = threading.Condition()
         self._errors: list[BaseException] = []
+        self._stopping = False  # shutdown() has begun: nothing new is dispatched
 
     def spin_once(self, timeout_sec: float | None = None) -> None:
         self._spin_once_impl(timeout_sec, _never)
@@ -65,7 +66,7 @@ class PoolExecutor(Executor):
             pass
         else:
             with self._in_flight:
-                again = task in self._queued
+                again = self._stopping or task in self._queued
                 if not again:
                     self._queued.add(task)
             if again:
@@ -85,9 +86,14 @@ class PoolExecutor(Executor):
             self._in_flight.notify_all()
 
     def shutdown(self, timeout_sec: float | None = None) -> bool:
-        """Stop dispatching, then wait up to ``timeout_sec`` (None: forever) for running callbacks."""
-        super().shutdown(timeout_sec=0)
+        """Stop dispatching, wait up to ``timeout_sec`` (None: forever) for running callbacks, then let rclpy clean up.
+
+        In this order because rclpy 7.1's ``Executor.shutdown`` destroys the executor's guard condition at once,
+        and a callback that ends after that triggers the destroyed guard (``InvalidHandle`` on the spinning thread).
+        """
         with self._in_flight:
+            self._stopping = True
             finished = self._in_flight.wait_for(lambda: not self._queued, timeout=timeout_sec)
+        super().shutdown(timeout_sec=0)
         self._pool.shutdown(wait=finished, cancel_futures=True)
         return bool(finished)

@@ -114,3 +114,38 @@ def test_shutdown_waits_for_running_callbacks(ros) -> None:
         node.destroy_node()
     with pytest.raises(ValueError):
         PoolExecutor(0, context=ros.context)
+
+
+def test_shutdown_lets_queued_callbacks_finish_before_rclpy_cleans_up(ros) -> None:
+    # One pool thread, a slow callback running and another one queued behind it. rclpy 7.1's
+    # Executor.shutdown destroys the guard condition that a task triggers when it starts; shutting
+    # rclpy down first made the queued task fail with InvalidHandle once it got the thread.
+    node = Node("pool_shutdown_queue", context=ros.context)
+    started = threading.Event()
+    ran: list[str] = []
+
+    def slow() -> None:
+        started.set()
+        time.sleep(0.3)
+        ran.append("slow")
+
+    timers = [
+        node.create_timer(0.01, slow, callback_group=MutuallyExclusiveCallbackGroup()),
+        node.create_timer(0.01, lambda: ran.append("quick"), callback_group=MutuallyExclusiveCallbackGroup()),
+    ]
+    executor = PoolExecutor(1, context=ros.context)
+    executor.add_node(node)
+    thread = _spin(executor)
+    try:
+        assert started.wait(10.0)
+        deadline = time.monotonic() + 5.0
+        while len(executor._queued) < 2 and time.monotonic() < deadline:  # the quick one waits for the thread
+            time.sleep(0.005)
+        assert len(executor._queued) == 2
+        assert executor.shutdown(timeout_sec=5.0) is True
+        assert executor._errors == [] and "slow" in ran and "quick" in ran
+    finally:
+        for timer in timers:
+            timer.cancel()
+        thread.join(timeout=5.0)
+        node.destroy_node()
