@@ -20,7 +20,7 @@ Run with two durations to see that conversion memory does not grow with bag leng
 
     python bench/bench_data.py --minutes 1 --minutes 10 [--images jpeg --images rgb8]
         [--width 320 --height 240] [--out-width 320 --out-height 180] [--storage mcap]
-        [--encoder-threads 0] [--two-pass]
+        [--encoder-threads 0] [--two-pass] [--camera-hz 30]
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ def run_phase(kind: str, bag: Path, out: Path, a: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, action="append")
+    p.add_argument("--minutes", type=float, action="append", help="bag length in minutes (repeatable; default 1)")
     p.add_argument("--images", action="append", choices=("jpeg", "rgb8"), help="camera message kind (repeatable)")
     p.add_argument("--width", type=int, default=320, help="camera width in the bag")
     p.add_argument("--height", type=int, default=240, help="camera height in the bag")
