@@ -131,9 +131,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _print_bag_report(rep: dict) -> None:
+def _lost_data(episode: dict) -> list[tuple[str, float, str]]:
+    """(before | after, seconds, which stream set that end) where an episode leaves out more than the warning limit."""
     from dreamzero_policy.data.plan import LOST_WARNING_S
 
+    out = []
+    for side, topic_key in (("before", "started_last"), ("after", "ended_first")):
+        lost = episode.get(f"lost_{side}_s", 0.0)
+        if lost > LOST_WARNING_S:
+            out.append((side, lost, f"{episode[topic_key]} {topic_key.replace('_', ' ')}"))
+    return out
+
+
+def _print_bag_report(rep: dict) -> None:
     print(f"bag {rep['bag']}")
     for topic, t in rep["topics"].items():
         rate = f"{t['rate_hz']:8.2f} Hz" if "rate_hz" in t else "       - Hz"
@@ -145,10 +155,8 @@ def _print_bag_report(rep: dict) -> None:
         status = ep.get("error") or f"{ep['frames']} frames, '{ep['instruction']}'" + (
             " (video only)" if ep["video_only"] else ""
         )
-        for side, topic_key in (("before", "started_last"), ("after", "ended_first")):
-            lost = ep.get(f"lost_{side}_s", 0.0)
-            if lost > LOST_WARNING_S:
-                status += f"; leaves out {lost:.1f} s {side} it ({ep[topic_key]} {topic_key.replace('_', ' ')})"
+        for side, lost, why in _lost_data(ep):
+            status += f"; leaves out {lost:.1f} s {side} it ({why})"
         print(f"  episode {i}: {status}")
     for f in rep.get("plots", []):
         print(f"  plot: {f}")
@@ -220,7 +228,6 @@ def _convert(args: argparse.Namespace) -> int:
     use_lean_allocators()  # before pyarrow is imported: peak memory stays flat over long bags
     from dreamzero_policy.data.convert import ConvertOptions, convert
     from dreamzero_policy.data.mapping import load_mapping
-    from dreamzero_policy.data.plan import LOST_WARNING_S
 
     mapping = load_mapping(resolve_mapping(args.mapping))
     if args.fps is not None or args.tolerance is not None:
@@ -252,17 +259,12 @@ def _convert(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     for e in result.report["episodes"]:  # a camera that started late or died early cut the other streams
-        for side, topic_key, what in (
-            ("before", "started_last", "started last"),
-            ("after", "ended_first", "ended first"),
-        ):
-            lost = e.get(f"lost_{side}_s", 0.0)
-            if lost > LOST_WARNING_S:
-                print(
-                    f"WARNING: episode {e['episode_index']} ({e['source_bag']}) leaves out {lost:.1f} s of recorded "
-                    f"data {side} it: {e[topic_key]} {what} (conversion_report.json: lost_{side}_s)",
-                    file=sys.stderr,
-                )
+        for side, lost, why in _lost_data(e):
+            print(
+                f"WARNING: episode {e['episode_index']} ({e['source_bag']}) leaves out {lost:.1f} s of recorded "
+                f"data {side} it: {why} (conversion_report.json: lost_{side}_s)",
+                file=sys.stderr,
+            )
     for s in result.skipped:
         print(f"SKIPPED episode of {s['bag']} [{s['start_ns']}, {s['end_ns']}): {s['reason']}", file=sys.stderr)
     if result.skipped:

@@ -18,6 +18,8 @@ from dreamzero_policy.core.errors import DatasetError
 from dreamzero_policy.data.bagio import Bag, header_stamp_ns, make_typestore
 from dreamzero_policy.data.mapping import Mapping
 
+UNSTAMPED = "receive (header stamps are 0)"  # time source of a topic whose publisher never stamps
+
 
 def _has_header(bag: Bag, msgtype: str) -> bool:
     fields = bag.types.fielddefs.get(msgtype)
@@ -85,7 +87,7 @@ def inspect_bag(path: Path, mapping: Mapping | None = None, plot_dir: Path | Non
             entry["joints"] = {name: len(ts) for name, (ts, _) in joints[topic].items()}
         if topic in unstamped:  # a trajectory stamped 0 means "start now": the converter takes receive time itself
             trajectory = info.msgtype == "trajectory_msgs/msg/JointTrajectory"
-            entry["time_source"] = "receive (stamp 0 = start now)" if trajectory else "receive (header stamps are 0)"
+            entry["time_source"] = "receive (stamp 0 = start now)" if trajectory else UNSTAMPED
         elif topic in stamps and len(r):
             entry["median_delay_s"] = float(np.median((r - np.asarray(stamps[topic])) / 1e9))
         report["topics"][topic] = entry

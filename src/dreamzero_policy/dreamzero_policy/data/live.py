@@ -61,6 +61,7 @@ class _Stamps:
         self.first: int | None = None
         self.last: int | None = None  # newest kept stamp
         self.kept = self.dropped = 0
+        self.offset = 0  # ns: a sample at stamp t serves grid time t - offset (timed futures read one frame ahead)
 
     def keep(self, stamp: int) -> bool:
         if self.last is not None and stamp <= self.last:
@@ -404,8 +405,7 @@ class LiveConversion:
             self.ticks += 1
         # The grid's end is the limiting stream's newest stamp; the next tick needs it this far.
         # Rounded down by a microsecond so that the loop's own float test decides the boundary.
-        offset = limit.offset if isinstance(limit, _Series) else 0
-        self._wait = (limit, self.start + int((self.ticks + self.lag - 1e-6) * self.period) - 1000 + offset)
+        self._wait = (limit, self.start + int((self.ticks + self.lag - 1e-6) * self.period) - 1000 + limit.offset)
 
     def _emit(self, tick: int) -> None:
         rows = {c.sync_key: c.row for c in self.columns}
@@ -426,11 +426,10 @@ class LiveConversion:
             if src.first is None or src.last is None:
                 self._wait = (src, NO_SAMPLE)
                 return None
-            offset = src.offset if isinstance(src, _Series) else 0
-            if first is None or src.first - offset > first:
-                first = src.first - offset
-            if last is None or src.last - offset < last:
-                last, limit = src.last - offset, src
+            if first is None or src.first - src.offset > first:
+                first = src.first - src.offset
+            if last is None or src.last - src.offset < last:
+                last, limit = src.last - src.offset, src
         assert first is not None and last is not None and limit is not None
         return first, last, limit
 
@@ -522,8 +521,7 @@ class LiveConversion:
         spans = []
         for src in (*self.cameras.values(), *self.series):
             assert src.first is not None and src.last is not None
-            offset = src.offset if isinstance(src, _Series) else 0
-            spans.append((src.topic, src.first - offset, src.last - offset))
+            spans.append((src.topic, src.first - src.offset, src.last - src.offset))
         return LiveEpisode(
             grid_start=self.start,
             grid_end=grid_end,

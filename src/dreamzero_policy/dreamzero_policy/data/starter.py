@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 
 from dreamzero_policy.core.errors import MappingError
+from dreamzero_policy.data.cdr import JOINT_STATE
+from dreamzero_policy.data.index import IMAGE_TYPES
+from dreamzero_policy.data.inspect import UNSTAMPED
 from dreamzero_policy.data.mapping import mapping_from_dict
 
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-JOINT_STATE = "sensor_msgs/msg/JointState"
 GRIPPER_WORDS = ("gripper", "finger", "hand", "jaw")
 OWN_NAMESPACES = ("/dreamzero", "/adapter_node", "/dreamzero_policy")  # our nodes' outputs, not the robot's
 IMAGE_WORDS = {"image", "image_raw", "image_rect", "image_color", "image_rect_color", "compressed", "color", "rgb"}
@@ -82,12 +83,10 @@ def starter_mapping(report: dict[str, Any], name: str) -> tuple[dict[str, Any], 
             f"state from {robot}; actions = the next measured state. For commanded actions use a topic instead "
             "(ActionChunk, JointTrajectory or JointState commands) with the same names."
         )
-        unstamped = topics[robot].get("time_source", "").startswith("receive (header stamps are 0)")
-        if unstamped:
-            data["receive_time_topics"] = [robot]
-    late = [t for t in cameras if topics[t].get("time_source", "").startswith("receive (header stamps are 0)")]
-    if late:
-        data["receive_time_topics"] = [*data.get("receive_time_topics", []), *late]
+    used = [robot, *cameras] if robot is not None else cameras
+    unstamped = [t for t in used if topics[t].get("time_source") == UNSTAMPED]
+    if unstamped:
+        data["receive_time_topics"] = unstamped
     instruction = [t for t, info in topics.items() if info["type"] == "std_msgs/msg/String" and "instruction" in t]
     if instruction:
         data["instruction"] = {"topic": instruction[0]}
