@@ -16,11 +16,15 @@ ceiling is below 0.5, no converter that H.264-encodes every frame meets the targ
 "reader" is the CPU time of the converter's reading thread (read, deserialise, series, grid; the
 codec runs on other threads) and "bound" = raw read time / reader: the ratio that thread allows
 however many cores encode. On a small machine it shares cores with the encoders, which inflates it.
+"codec-free" converts once more with decoding and H.264 encoding replaced by frame counting (the
+frames are still selected, queued and handed to the camera threads, and the dataset's parquet,
+statistics and meta are written): the ratio the converter reaches when the codec's CPU is not the
+limit, i.e. with enough cores. A measurement of everything but the codec, not of a many-core machine.
 Run with two durations to see that conversion memory does not grow with bag length:
 
     python bench/bench_data.py --minutes 1 --minutes 10 [--images jpeg --images rgb8]
         [--width 320 --height 240] [--out-width 320 --out-height 180] [--storage mcap]
-        [--encoder-threads 0] [--two-pass] [--camera-hz 30]
+        [--encoder-threads 0] [--two-pass] [--camera-hz 30] [--codec-free]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -125,7 +130,7 @@ def write_bench_bag(
     return n
 
 
-def mapping(out_width: int | None, out_height: int | None, encoder_threads: int = 1) -> dict:
+def mapping(out_width: int | None, out_height: int | None, encoder_threads: int | str = "auto") -> dict:
     size = {"width": out_width, "height": out_height} if out_width and out_height else {}
     return {
         "video_encoding": {"threads": encoder_threads},
@@ -164,7 +169,7 @@ def codec_ms_per_frame(bag: str, m: object) -> float:
             msgs.append(b.deserialize(raw, conn.msgtype))
             if len(msgs) == CODEC_SAMPLE:
                 break
-        writer = VideoWriter(Path(tmp) / "v.mp4", m.fps, m.video_encoding, decoder.size)
+        writer = VideoWriter(Path(tmp) / "v.mp4", m.fps, m.video_encoding.for_cameras(len(CAMS)), decoder.size)
         cv2.setNumThreads(1)  # as convert() does
         t = time.process_time()
         for msg in msgs:
@@ -173,8 +178,26 @@ def codec_ms_per_frame(bag: str, m: object) -> float:
         return (time.process_time() - t) / len(msgs) * 1e3
 
 
+def make_codec_free() -> None:
+    """Replace decoding and H.264 encoding with frame counting (the "codec-free" phase only)."""
+    from dreamzero_policy.data.encode import FrameDecoder
+    from dreamzero_policy.data.video import VideoWriter
+
+    def write(self: VideoWriter, rgb: np.ndarray, repeat: int = 1) -> None:
+        self.frames += repeat
+
+    FrameDecoder.decode = lambda self, msg: None  # type: ignore[method-assign]
+    VideoWriter.write = write  # type: ignore[method-assign]
+
+
 def phase(
-    kind: str, bag: str, out: str, out_width: int | None, out_height: int | None, encoder_threads: int, two_pass: bool
+    kind: str,
+    bag: str,
+    out: str,
+    out_width: int | None,
+    out_height: int | None,
+    encoder_threads: int | str,
+    two_pass: bool,
 ) -> None:
     """Runs inside a subprocess; prints one JSON line. Imports happen before the clock starts."""
     from dreamzero_policy.data.allocators import use_lean_allocators
@@ -183,6 +206,8 @@ def phase(
     from dreamzero_policy.data.bagio import Bag, make_typestore
     from dreamzero_policy.data.mapping import mapping_from_dict
 
+    if kind == "codec-free":
+        make_codec_free()
     if kind != "read":  # the raw baseline stays free of the converter's libraries (its peak RSS is theirs)
         from dreamzero_policy.data.convert import ConvertOptions, convert
 
@@ -253,8 +278,20 @@ def main() -> None:
         choices=(15, 30, 60),
         help="camera rate in the bag; the dataset is 15 fps, so above 15 Hz frames off the grid are never decoded",
     )
-    p.add_argument("--encoder-threads", type=int, default=1, help="x264 threads per camera (0 = one per core)")
+    p.add_argument(
+        "--encoder-threads",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="x264 threads per camera: auto (the converter's default: spare cores shared among the cameras), "
+        "a number, or 0 (x264 decides)",
+    )
     p.add_argument("--two-pass", action="store_true", help="convert with --two-pass (no video during indexing)")
+    p.add_argument(
+        "--codec-free",
+        action="store_true",
+        help="also convert with decoding and encoding replaced by frame counting (column 'free': the ratio without "
+        "the codec's CPU)",
+    )
     p.add_argument("--phase", help=argparse.SUPPRESS)
     p.add_argument("--bag", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -262,17 +299,20 @@ def main() -> None:
     if a.phase:
         phase(a.phase, a.bag, a.out, a.out_width, a.out_height, a.encoder_threads, a.two_pass)
         return
+    from dreamzero_policy.data.mapping import VideoEncoding
+
     out = f"{a.out_width}x{a.out_height}" if a.out_width and a.out_height else "same"
+    threads = VideoEncoding(threads=a.encoder_threads).for_cameras(len(CAMS)).threads  # as convert() resolves it
     print(
         f"cameras {a.width}x{a.height} at {a.camera_hz} Hz -> video {out} at 15 fps, storage {a.storage}, "
         f"{os.cpu_count()} cores, "
-        f"x264 threads/camera {a.encoder_threads}, {'two passes' if a.two_pass else 'single pass'}, "
+        f"x264 threads/camera {threads}, {'two passes' if a.two_pass else 'single pass'}, "
         f"load {os.getloadavg()[0]:.1f}"
     )
     print(
         f"{'images':>6} {'min':>4} {'msgs':>7} {'bag MB':>7} | {'read msg/s':>10} {'read MB/s':>9} {'cpu s':>6} "
         f"{'rss MB':>6} | {'conv msg/s':>10} {'conv MB/s':>9} {'cpu s':>6} {'rss MB':>6} | {'ratio':>5} "
-        f"{'codec ms':>8} {'ceiling':>7} {'reader':>6} {'bound':>5} frames"
+        f"{'codec ms':>8} {'ceiling':>7} {'reader':>6} {'bound':>5} {'free':>5} frames"
     )
     for images in a.images or ["jpeg"]:
         for minutes in a.minutes or [1.0]:
@@ -284,6 +324,11 @@ def main() -> None:
                 r = min((run_phase("read", bag, Path(tmp) / "ds", a) for _ in range(2)), key=lambda x: x["seconds"])
                 c = run_phase("convert", bag, Path(tmp) / "ds", a)
                 codec_ms = run_phase("codec", bag, Path(tmp) / "ds", a)["codec_ms"]
+                free = "-"
+                if a.codec_free:
+                    shutil.rmtree(Path(tmp) / "ds")
+                    f = run_phase("codec-free", bag, Path(tmp) / "ds", a)
+                    free = f"{r['seconds'] / f['seconds']:.2f}"
                 # The best ratio this machine allows if reading were free and every core encoded.
                 ceiling = r["seconds"] / (c["count"] * len(CAMS) * codec_ms / 1e3 / (os.cpu_count() or 1))
                 print(
@@ -291,7 +336,7 @@ def main() -> None:
                     f"{n / r['seconds']:10.0f} {size / r['seconds']:9.1f} {r['cpu_s']:6.2f} {r['peak_rss_mb']:6.0f} | "
                     f"{n / c['seconds']:10.0f} {size / c['seconds']:9.1f} {c['cpu_s']:6.2f} {c['peak_rss_mb']:6.0f} | "
                     f"{r['seconds'] / c['seconds']:5.2f} {codec_ms:8.2f} {ceiling:7.2f} "
-                    f"{c['reader_cpu_s']:6.2f} {r['seconds'] / c['reader_cpu_s']:5.2f} {c['count']}",
+                    f"{c['reader_cpu_s']:6.2f} {r['seconds'] / c['reader_cpu_s']:5.2f} {free:>5} {c['count']}",
                     flush=True,
                 )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,8 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
         if out == br or br in out.parents:
             raise MappingError(f"output {out} is inside input bag {br}; bags are never modified")
     typestore = make_typestore(opts.msg_dirs)
+    cameras = len({v.topic for v in mapping.video})
+    mapping = replace(mapping, video_encoding=mapping.video_encoding.for_cameras(cameras))
     writer = DatasetWriter(out, mapping, overwrite=opts.overwrite)
     t_start = time.monotonic()
     try:
@@ -304,6 +306,7 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
             "mapping": mapping.name,
             "fps": mapping.fps,
             "align_tolerance_s": mapping.tolerance_s,
+            "encoder_threads_per_camera": mapping.video_encoding.threads,
             "bags": bag_reports,
             "episodes": episode_reports,
             "skipped_episodes": skipped,

@@ -22,7 +22,7 @@ validate themselves, so a typo fails before any bag is read. Schema (all times i
     relative_action: {joint_position: joint_position}   # action key -> state key (or a list)
     episodes: {split: bag}             # bag | instruction_topic | run_task (+ topic, end_values)
     instruction: {text: "pick up the cup"}              # or {topic: /instruction} or {file: task.txt}
-    video_encoding: {codec: libx264, crf: 18, preset: ultrafast, tune: zerolatency, gop: 8, threads: 1}
+    video_encoding: {codec: libx264, crf: 18, preset: ultrafast, tune: zerolatency, gop: 8, threads: auto}
     receive_time_topics: [/joint_states]  # optional: topics whose publisher leaves header stamps at 0
 
 Sample times are header stamps; messages without a header (``std_msgs`` arrays, ``String``) and
@@ -33,7 +33,8 @@ linearly (``v * scale + offset``), e.g. to normalise a gripper to 0 = open, 1 = 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,13 +165,30 @@ class VideoEncoding:
     gop: int = 8  # keyframe interval in frames
     pix_fmt: str = "yuv420p"
     tune: str | None = "zerolatency"
-    threads: int = 1  # codec threads per camera; cameras already encode in parallel, one thread each
+    threads: int | str = "auto"  # codec threads per camera: a number (0 = the codec decides) or "auto"
 
     def __post_init__(self) -> None:
         if not 0 <= self.crf <= 51:
             raise MappingError(f"video_encoding.crf must be in [0, 51], got {self.crf}")
-        if self.gop < 1 or self.threads < 0:
-            raise MappingError("video_encoding: gop must be >= 1 and threads >= 0 (0 = codec decides)")
+        if self.gop < 1:
+            raise MappingError(f"video_encoding.gop must be >= 1, got {self.gop}")
+        t = self.threads
+        if t != "auto" and (isinstance(t, bool) or not isinstance(t, int) or t < 0):
+            raise MappingError(
+                f"video_encoding.threads must be 'auto' or a number >= 0 (0 = the codec decides), got {t!r}"
+            )
+
+    def for_cameras(self, cameras: int, cores: int | None = None) -> VideoEncoding:
+        """These settings with ``threads: auto`` made a number for ``cameras`` encoding at once.
+
+        Every camera has its own encoder thread, so one thread each uses the cores of a small
+        machine; the cores beyond the bag's reading thread are shared out once there are more of
+        them than cameras (x264 then slices each frame over its threads).
+        """
+        if self.threads != "auto":
+            return self
+        cores = cores or os.cpu_count() or 1
+        return replace(self, threads=max(1, (cores - 1) // max(1, cameras)))
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ class VideoWriter:
         stream.pix_fmt = self.encoding.pix_fmt
         stream.time_base = 1 / rate
         stream.codec_context.gop_size = self.encoding.gop
-        options = {"crf": str(self.encoding.crf), "preset": self.encoding.preset, "threads": str(self.encoding.threads)}
+        threads = self.encoding.for_cameras(1).threads  # convert() has already shared the cores out
+        options = {"crf": str(self.encoding.crf), "preset": self.encoding.preset, "threads": str(threads)}
         if self.encoding.tune:
             options["tune"] = self.encoding.tune
         stream.options = options

@@ -15,8 +15,8 @@ from dreamzero_policy.data.bagio import make_typestore
 from dreamzero_policy.data.convert import ConvertOptions, convert
 from dreamzero_policy.data.encode import FrameDecoder
 from dreamzero_policy.data.mapping import VideoEncoding, mapping_from_dict
-from dreamzero_policy.data.synth import T0_NS, SynthSpec, mapping_dict, write_bag
-from dreamzero_policy.data.video import VideoWriter
+from dreamzero_policy.data.synth import T0_NS, Camera, SynthSpec, mapping_dict, write_bag
+from dreamzero_policy.data.video import VideoWriter, read_video
 from rosbags.rosbag2 import Writer
 
 QUIET = ConvertOptions(progress=False)
@@ -114,6 +114,49 @@ def test_data_encode_settings_reach_the_encoder(tmp_path: Path) -> None:
         mapping_from_dict(mapping_dict(spec, video_encoding={"crf": 60}))
     with pytest.raises(MappingError, match="did you mean 'tune'"):
         mapping_from_dict(mapping_dict(spec, video_encoding={"tunes": "film"}))
+
+
+def _x264_options(path: Path) -> dict[str, str]:
+    """The settings x264 itself wrote into the stream (its SEI message in the first frame)."""
+    data = path.read_bytes()
+    start = data.index(b"options: ") + len(b"options: ")
+    return dict(o.split("=", 1) for o in data[start : data.index(b"\x00", start)].decode().split())
+
+
+def test_data_encode_auto_threads_share_the_spare_cores_among_cameras() -> None:
+    auto = VideoEncoding()
+    assert auto.threads == "auto"
+    assert auto.for_cameras(3, cores=2).threads == 1  # a small machine: one encoder thread per camera
+    assert auto.for_cameras(3, cores=16).threads == 5  # 15 cores beside the reading thread, 3 cameras
+    assert auto.for_cameras(1, cores=16).threads == 15
+    assert auto.for_cameras(0, cores=1).threads == 1
+    for fixed in (0, 1, 6):
+        assert VideoEncoding(threads=fixed).for_cameras(3, cores=64).threads == fixed
+    for bad in ("fast", "4", -1, True, 2.5):
+        with pytest.raises(MappingError, match="threads must be 'auto' or a number"):
+            VideoEncoding(threads=bad)  # type: ignore[arg-type]
+
+
+def test_data_encode_auto_threads_reach_x264_and_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # x264 keeps at least two macroblock rows a thread, so the frames must be tall enough to slice.
+    spec = SynthSpec(duration_s=1.0, cameras=(Camera("/cam/image_raw", width=320, height=240),), seed=3)
+    write_bag(tmp_path / "bag", spec)
+    m = mapping_from_dict(mapping_dict(spec))
+    cameras = len({v.topic for v in m.video})
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    single = convert([tmp_path / "bag"], m, tmp_path / "one", QUIET)
+    monkeypatch.setattr("os.cpu_count", lambda: 1 + 4 * cameras)  # 4 threads a camera
+    sliced = convert([tmp_path / "bag"], m, tmp_path / "many", QUIET)
+    assert single.report["encoder_threads_per_camera"] == 1
+    assert sliced.report["encoder_threads_per_camera"] == 4
+    ones, manys = sorted((tmp_path / "one").rglob("*.mp4")), sorted((tmp_path / "many").rglob("*.mp4"))
+    assert len(ones) == len(manys) == len(m.video)
+    for one, many in zip(ones, manys, strict=True):
+        assert _x264_options(one)["threads"] == "1"
+        assert int(_x264_options(many)["threads"]) > 1 and _x264_options(many)["sliced_threads"] == "1"
+        a, b = read_video(one), read_video(many)
+        assert a.shape == b.shape  # every frame, at the same size
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0  # slices change the bits, not the picture
 
 
 def test_decode_pool_only_gets_frames_whose_decode_does_not_depend_on_order(tmp_path: Path) -> None:
