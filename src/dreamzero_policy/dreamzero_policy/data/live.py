@@ -129,8 +129,10 @@ class _Series(_Stamps):
             p_times, p_values, p_issue = self._pending
             if issue_ns < p_issue:
                 raise _Abandon(f"{self.topic}: chunks arrive out of issue order")
-            keep = p_times < times[0]  # the newer chunk replaces the older one from its first step on
-            for t, row in zip(p_times[keep].tolist(), p_values[keep], strict=True):
+            # The newer chunk replaces the older one from its first step on. Steps are in time order,
+            # so what is kept is a prefix (a slice: boolean indexing of rows releases the GIL).
+            keep = int(np.count_nonzero(p_times < times[0]))
+            for t, row in zip(p_times[:keep].tolist(), p_values[:keep], strict=True):
                 self.sample(t, row)
         self._pending = (times, values, issue_ns)
 

@@ -192,6 +192,8 @@ class SeriesBuilder:
         self.used = self.skipped = 0  # JointStates with this key's joints, and those with none of them
         self._skipped_names: list[str] = []
         self.width: int | None = None  # columns per sample, once one was seen
+        self._picks: tuple[np.ndarray, tuple[int, ...], np.ndarray] | None = None  # see _columns
+        self._steps = np.arange(1, 2, dtype=np.int64)  # 1..horizon of the last ActionChunk
         # Set by the single-pass path (live.py): samples go to it as they arrive instead of being kept.
         self.sink: SampleSink | None = None
 
@@ -253,7 +255,9 @@ class SeriesBuilder:
             if step <= 0:
                 raise DatasetError(f"{spec.topic}: ActionChunk {msg.chunk_id} has a non-positive step_duration")
             t0 = self._stamp(stamp_ns(msg.header.stamp), log_time_ns)
-            self._push(t0 + step * np.arange(1, h + 1, dtype=np.int64), data.reshape(h, d)[:, idx], t0)
+            if len(self._steps) != h:
+                self._steps = np.arange(1, h + 1, dtype=np.int64)
+            self._push(t0 + step * self._steps, self._columns(data.reshape(h, d), idx), t0)
         elif t == "trajectory_msgs/msg/JointTrajectory":
             idx = self._indices(msg.joint_names, f"{spec.topic} (JointTrajectory)")
             # A zero stamp means "now" to a trajectory controller: the receive time is that moment.
@@ -263,7 +267,7 @@ class SeriesBuilder:
             if not pts or any(p.size != len(msg.joint_names) for p in pts):
                 raise DatasetError(f"{spec.topic}: JointTrajectory without {fld} for every joint in every point")
             times = np.array([t0 + stamp_ns(p.time_from_start) for p in msg.points], dtype=np.int64)
-            self._push(times, np.stack(pts)[:, idx], t0)
+            self._push(times, self._columns(np.stack(pts), idx), t0)
         else:  # std_msgs arrays and scalars
             arr = np.atleast_1d(np.array(msg.data, dtype=np.float64))  # a copy: never a view of the bag's bytes
             if spec.indices:
@@ -275,6 +279,20 @@ class SeriesBuilder:
             if self.width is not None and arr.size != self.width:
                 raise DatasetError(f"{spec.topic}: '{spec.key}' changed width {self.width} -> {arr.size}")
             self._direct_sample(log_time_ns, arr)
+
+    def _columns(self, values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """``values[:, idx]`` (a copy), through a flat 1-D index kept while shape and columns repeat.
+
+        NumPy releases the GIL inside 2-D fancy indexing and ``arange``; on the reading thread each
+        release means waiting to get it back from the encoder threads, which cost more than the
+        selection itself. A 1-D gather keeps the GIL.
+        """
+        picks = self._picks
+        if picks is None or picks[0] is not idx or picks[1] != values.shape:
+            rows, width = values.shape
+            flat = (np.arange(rows, dtype=np.intp)[:, None] * width + idx).reshape(-1)
+            picks = self._picks = (idx, values.shape, flat)
+        return np.ascontiguousarray(values).reshape(-1)[picks[2]].reshape(values.shape[0], len(idx))
 
     def _direct_sample(self, stamp: int, row: np.ndarray) -> None:
         self.width = row.size
