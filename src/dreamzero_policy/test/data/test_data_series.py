@@ -1,11 +1,17 @@
-"""SeriesBuilder's column selection for chunks and trajectories: names in any order, any length."""
+"""Recorded values into series: chunk/trajectory columns in any name order and length; non-finite values."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
+from dreamzero_policy.core.errors import DatasetError
 from dreamzero_policy.data.bagio import make_typestore
-from dreamzero_policy.data.mapping import StreamSpec
+from dreamzero_policy.data.convert import ConvertOptions, convert
+from dreamzero_policy.data.mapping import StreamSpec, mapping_from_dict
 from dreamzero_policy.data.streams import SeriesBuilder
+from rosbags.rosbag2 import Writer
 
 T = make_typestore().types
 NS = 1_000_000_000
@@ -84,3 +90,87 @@ def test_series_trajectories_select_named_columns_whatever_the_order_and_length(
     for k, (names, block) in enumerate(zip(orders, blocks, strict=True)):
         b.add(_trajectory((k + 1) * NS, names, block), (k + 1) * NS)
     np.testing.assert_array_equal(b.finish().values, _expected(orders, blocks))
+
+
+def test_series_finite_check_agrees_with_numpy_including_overflowing_sums() -> None:
+    from dreamzero_policy.data.streams import _all_finite
+
+    rows = [
+        [],
+        [0.0],
+        [1.0, 2.0, 3.0],
+        [np.nan],
+        [1.0, np.inf],
+        [-np.inf, 2.0],
+        [np.inf, -np.inf],  # sums to NaN
+        [1e308, 1e308],  # finite values whose sum overflows
+        [1e308, 1e308, np.nan],
+        [-1e308, -1e308, 5.0],
+    ]
+    for row in rows:
+        arr = np.array(row, np.float64)
+        assert _all_finite(arr) == bool(np.isfinite(arr).all()), row
+
+
+def _bag_with_one_bad_state(path: Path, bad_joint: str, value: float) -> int:
+    """2 s of JointStates (100 Hz) and a camera (15 Hz); message 50 has ``value`` for ``bad_joint``."""
+    ts = make_typestore()
+    names = ["j1", "j2", "j3", "spare"]
+    bad_stamp = 0
+    with Writer(path, version=9) as w:
+        js = w.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=ts)
+        cam = w.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=ts)
+        for k in range(201):
+            t = NS + k * 10_000_000
+            q = np.sin(0.01 * k + np.arange(4.0))
+            if k == 50:
+                q[names.index(bad_joint)], bad_stamp = value, t
+            msg = T["sensor_msgs/msg/JointState"](
+                header=_header(t), name=names, position=q, velocity=np.zeros(0), effort=np.zeros(0)
+            )
+            w.write(js, t, ts.serialize_cdr(msg, "sensor_msgs/msg/JointState"))
+            if k % 7 == 0:
+                img = T["sensor_msgs/msg/Image"](
+                    header=_header(t),
+                    height=4,
+                    width=4,
+                    encoding="rgb8",
+                    is_bigendian=0,
+                    step=12,
+                    data=np.full(48, k, np.uint8),
+                )
+                w.write(cam, t, ts.serialize_cdr(img, "sensor_msgs/msg/Image"))
+    return bad_stamp
+
+
+MAPPING = {
+    "name": "nan",
+    "fps": 10,
+    "align_tolerance_s": 0.1,
+    "video": {"cam": {"topic": "/cam/image"}},
+    "state": {"joint_position": {"topic": "/joint_states", "names": ["j1", "j2", "j3"]}},
+    "action": {"joint_position": {"next_state": "joint_position"}},
+    "instruction": {"text": "nan"},
+}
+
+
+@pytest.mark.parametrize("single", [True, False], ids=["single-pass", "two-pass"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_series_a_non_finite_joint_value_fails_by_name_and_writes_nothing(
+    tmp_path: Path, single: bool, value: float
+) -> None:
+    stamp = _bag_with_one_bad_state(tmp_path / "bag", "j2", value)
+    with pytest.raises(DatasetError, match=f"/joint_states: non-finite value for 'joint_position' at stamp {stamp} ns"):
+        convert(
+            [tmp_path / "bag"],
+            mapping_from_dict(MAPPING),
+            tmp_path / "ds",
+            ConvertOptions(progress=False, single_pass=single),
+        )
+    assert not (tmp_path / "ds").exists()
+
+
+def test_series_a_non_finite_value_of_an_unmapped_joint_is_not_an_error(tmp_path: Path) -> None:
+    _bag_with_one_bad_state(tmp_path / "bag", "spare", np.nan)
+    result = convert([tmp_path / "bag"], mapping_from_dict(MAPPING), tmp_path / "ds", ConvertOptions(progress=False))
+    assert result.exit_code == 0 and result.frames >= 15
