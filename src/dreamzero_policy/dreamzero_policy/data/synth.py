@@ -74,6 +74,7 @@ class SynthSpec:
     run_task: tuple[tuple[float, float, int], ...] = ()  # (start s, end s, terminal status)
     unstamped: frozenset[str] = frozenset()  # topics published with zero header stamps (an unstamping driver)
     header_offset_s: float = 0.0  # header clock minus the recorder's (nodes on sim time, recorder on wall time)
+    joint_overrides: tuple[tuple[int, str, float], ...] = ()  # (JointState index, joint, value), e.g. a NaN
     seed: int = 0
 
 
@@ -163,6 +164,9 @@ def write_bag(path: str | Path, spec: SynthSpec, storage: str = "mcap") -> Truth
                 continue
             since_start = (t - T0_NS) / 1e9 - spec.header_offset_s
             q = np.array([joint_value(since_start, j) for j in range(len(truth.joint_names))])
+            for index, joint, value in spec.joint_overrides:
+                if index == i:
+                    q[truth.joint_names.index(joint)] = value
             msg = T["sensor_msgs/msg/JointState"](
                 header=header(t, spec.joint_topic),
                 name=list(truth.joint_names),

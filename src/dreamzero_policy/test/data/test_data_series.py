@@ -11,7 +11,7 @@ from dreamzero_policy.data.bagio import make_typestore
 from dreamzero_policy.data.convert import ConvertOptions, convert
 from dreamzero_policy.data.mapping import StreamSpec, mapping_from_dict
 from dreamzero_policy.data.streams import SeriesBuilder
-from rosbags.rosbag2 import Writer
+from dreamzero_policy.data.synth import SynthSpec, write_bag
 
 T = make_typestore().types
 NS = 1_000_000_000
@@ -112,42 +112,17 @@ def test_series_finite_check_agrees_with_numpy_including_overflowing_sums() -> N
         assert _all_finite(arr) == bool(np.isfinite(arr).all()), row
 
 
-def _bag_with_one_bad_state(path: Path, bad_joint: str, value: float) -> int:
-    """2 s of JointStates (100 Hz) and a camera (15 Hz); message 50 has ``value`` for ``bad_joint``."""
-    ts = make_typestore()
-    names = ["j1", "j2", "j3", "spare"]
-    bad_stamp = 0
-    with Writer(path, version=9) as w:
-        js = w.add_connection("/joint_states", "sensor_msgs/msg/JointState", typestore=ts)
-        cam = w.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=ts)
-        for k in range(201):
-            t = NS + k * 10_000_000
-            q = np.sin(0.01 * k + np.arange(4.0))
-            if k == 50:
-                q[names.index(bad_joint)], bad_stamp = value, t
-            msg = T["sensor_msgs/msg/JointState"](
-                header=_header(t), name=names, position=q, velocity=np.zeros(0), effort=np.zeros(0)
-            )
-            w.write(js, t, ts.serialize_cdr(msg, "sensor_msgs/msg/JointState"))
-            if k % 7 == 0:
-                img = T["sensor_msgs/msg/Image"](
-                    header=_header(t),
-                    height=4,
-                    width=4,
-                    encoding="rgb8",
-                    is_bigendian=0,
-                    step=12,
-                    data=np.full(48, k, np.uint8),
-                )
-                w.write(cam, t, ts.serialize_cdr(img, "sensor_msgs/msg/Image"))
-    return bad_stamp
+def _bag_with_one_bad_state(path: Path, joint: str, value: float) -> int:
+    """2 s of JointStates (100 Hz) and a camera; message 50 has ``value`` for ``joint``. Returns its stamp."""
+    spec = SynthSpec(gripper_joint="spare", joint_overrides=((50, joint, value),))
+    return write_bag(path, spec).stamps["/joint_states"][50]
 
 
 MAPPING = {
     "name": "nan",
     "fps": 10,
     "align_tolerance_s": 0.1,
-    "video": {"cam": {"topic": "/cam/image"}},
+    "video": {"cam": {"topic": "/cam/image_raw"}},
     "state": {"joint_position": {"topic": "/joint_states", "names": ["j1", "j2", "j3"]}},
     "action": {"joint_position": {"next_state": "joint_position"}},
     "instruction": {"text": "nan"},
