@@ -131,6 +131,10 @@ def _order_statistics(path: Path, n: int, lo: float, hi: float, ranks: list[int]
     return {r: float(sorted_bins[k][r - (ends[k] - counts[k])]) for r, k in where.items()}
 
 
+def _as_stored(values: np.ndarray | None) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, np.float32).astype(np.float64)
+
+
 class StatsAccumulator:
     """Statistics over every episode, with memory independent of dataset length.
 
@@ -151,9 +155,14 @@ class StatsAccumulator:
         self.add_blocks([(state, action)])
 
     def add_blocks(self, blocks: Iterable[tuple[np.ndarray | None, np.ndarray | None]]) -> None:
-        """One episode as consecutive row blocks; relative chunks span block boundaries."""
+        """One episode as consecutive row blocks; relative chunks span block boundaries.
+
+        Values are taken as the dataset stores them (float32), so the statistics are those of the
+        written columns, whether they come from the conversion or are read back (``parallel.py``).
+        """
         carry: tuple[np.ndarray, np.ndarray] | None = None  # the last H-1 rows: anchors not yet complete
         for state, action in blocks:
+            state, action = _as_stored(state), _as_stored(action)
             if state is not None:
                 self.state.append(state)
             if action is None:

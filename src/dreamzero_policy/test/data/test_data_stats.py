@@ -22,7 +22,9 @@ def test_stats_equal_numpy_over_every_episode(tmp_path: Path) -> None:
     stats, relative = acc.finish()
     assert not (tmp_path / ".stats").exists()
 
-    state = np.concatenate([s for s, _ in episodes] + [video_only_state])
+    # The statistics are those of the stored (float32) values, whatever precision came in.
+    episodes = [(s.astype(np.float32).astype(np.float64), a.astype(np.float32).astype(np.float64)) for s, a in episodes]
+    state = np.concatenate([s for s, _ in episodes] + [video_only_state.astype(np.float32).astype(np.float64)])
     action = np.concatenate([a for _, a in episodes])
     rel = np.concatenate(
         [
