@@ -37,6 +37,19 @@ from dreamzero_policy.data.video import VideoWriter
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
+class NoEpisodeError(AlignmentError):
+    """Every episode was rejected (or the bags held none); ``skipped`` says why, episode by episode,
+    and ``bags`` holds the report of each bag read."""
+
+    def __init__(self, skipped: list[dict[str, Any]], bags: list[dict[str, Any]] | None = None) -> None:
+        reasons = f"; skipped: {[s['reason'] for s in skipped]}" if skipped else ""
+        super().__init__("no episode could be converted" + reasons)
+        self.skipped, self.bags = skipped, bags or []
+
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker process, re-raised in the parent
+        return (NoEpisodeError, (self.skipped, self.bags))
+
+
 @dataclass
 class ConvertOptions:
     overwrite: bool = False
@@ -45,6 +58,8 @@ class ConvertOptions:
     progress: bool = True
     msg_dirs: Sequence[Path] = ()
     single_pass: bool = True  # convert a one-episode bag in the read that indexes it (see live.py)
+    jobs: int = 1  # bags converted at once, each in its own process (see parallel.py)
+    cores: int | None = None  # cores this conversion may use (None: the machine's)
 
 
 @dataclass
@@ -101,12 +116,12 @@ def make_decoders(mapping: Mapping, bag: Bag) -> dict[str, FrameDecoder]:
     return decoders
 
 
-def _live(bag: Bag, mapping: Mapping, episode: int, stage: Path, enabled: bool) -> LiveConversion | None:
+def _live(bag: Bag, mapping: Mapping, episode: int, stage: Path, opts: ConvertOptions) -> LiveConversion | None:
     """The single pass, where it applies: one bag = one episode, every camera present."""
     topics = bag.topics()
-    if not enabled or mapping.episodes.split != "bag" or any(v.topic not in topics for v in mapping.video):
+    if not opts.single_pass or mapping.episodes.split != "bag" or any(v.topic not in topics for v in mapping.video):
         return None
-    return LiveConversion(bag, mapping, episode, stage, make_decoders(mapping, bag))
+    return LiveConversion(bag, mapping, episode, stage, make_decoders(mapping, bag), opts.cores)
 
 
 def _index(bag: Bag, mapping: Mapping, opts: ConvertOptions, live: LiveConversion | None) -> BagIndex:
@@ -167,7 +182,7 @@ def _no_live_reason(mapping: Mapping, opts: ConvertOptions) -> str:
 
 
 def _encode_videos(
-    bag: Bag, mapping: Mapping, plans: list[tuple[int, EpisodePlan]], stage: Path, progress: bool
+    bag: Bag, mapping: Mapping, plans: list[tuple[int, EpisodePlan]], stage: Path, opts: ConvertOptions
 ) -> dict[str, tuple[int, int]]:
     """Pass 2: stream the selected camera frames into one H.264 writer per (episode, camera)."""
     wanted: dict[str, dict[int, list[Target]]] = {}
@@ -185,8 +200,9 @@ def _encode_videos(
     total = sum(len(m) for m in wanted.values())
     sizes: dict[str, tuple[int, int]] = {}
     try:
-        with tqdm(total=total, desc=f"{bag.path.name}: video", unit="frame", disable=not progress, leave=False) as bar:
-            encode_selected(bag, wanted, decoders, lambda: bar.update(1))
+        bar = tqdm(total=total, desc=f"{bag.path.name}: video", unit="frame", disable=not opts.progress, leave=False)
+        with bar:
+            encode_selected(bag, wanted, decoders, lambda: bar.update(1), opts.cores)
         for key, w, expected in writers:
             w.close()
             if w.frames != expected:
@@ -204,28 +220,29 @@ def convert(
     bags: Sequence[Path], mapping: Mapping, output: Path, options: ConvertOptions | None = None
 ) -> ConvertResult:
     """Convert ``bags`` into a dataset at ``output``. Raises a DatasetError subclass on failure."""
+    opts = options or ConvertOptions()
+    if opts.jobs < 1:
+        raise MappingError(f"jobs must be >= 1, got {opts.jobs}")
+    if opts.jobs > 1 and len(bags) > 1:
+        from dreamzero_policy.data.parallel import convert_parallel  # it calls back into convert()
+
+        return convert_parallel(bags, mapping, output, opts)
     threads = cv2.getNumThreads()
     # Work is already spread over the camera workers and the decode pool; OpenCV's own thread
     # pool inside each small resize/colour conversion only adds contention on many-core machines.
     cv2.setNumThreads(1)
     try:
-        return _convert(bags, mapping, output, options or ConvertOptions())
+        return _convert(bags, mapping, output, opts)
     finally:
         cv2.setNumThreads(threads)
 
 
 def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: ConvertOptions) -> ConvertResult:
-    bags = [Path(b) for b in bags]
-    if not bags:
-        raise MappingError("no input bags given")
+    bags = check_paths(bags, output)
     out = output.resolve()
-    for b in bags:
-        br = b.resolve()
-        if out == br or br in out.parents:
-            raise MappingError(f"output {out} is inside input bag {br}; bags are never modified")
     typestore = make_typestore(opts.msg_dirs)
     cameras = len({v.topic for v in mapping.video})
-    mapping = replace(mapping, video_encoding=mapping.video_encoding.for_cameras(cameras))
+    mapping = replace(mapping, video_encoding=mapping.video_encoding.for_cameras(cameras, opts.cores))
     writer = DatasetWriter(out, mapping, overwrite=opts.overwrite)
     t_start = time.monotonic()
     try:
@@ -237,7 +254,7 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
         sizes: dict[str, tuple[int, int]] = {}
         for bag_path in bags:
             with Bag(bag_path, typestore) as bag:
-                live = _live(bag, mapping, len(writer.episodes), writer.stage, opts.single_pass)
+                live = _live(bag, mapping, len(writer.episodes), writer.stage, opts)
                 try:
                     index = _index(bag, mapping, opts, live)
                     bag_reports.append(
@@ -275,7 +292,7 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
                     if live is not None:  # the single pass kept no samples: index the bag again
                         index = _index(bag, mapping, opts, None)
                     plans = _plan_episodes(index, mapping, bag_path, len(writer.episodes), opts, skipped)
-                    sizes.update(_encode_videos(bag, mapping, plans, writer.stage, opts.progress))
+                    sizes.update(_encode_videos(bag, mapping, plans, writer.stage, opts))
                 except BaseException:
                     if live is not None:
                         live.discard()
@@ -297,28 +314,52 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
                         }
                     )
         if not writer.episodes:
-            raise AlignmentError(
-                "no episode could be converted" + (f"; skipped: {[s['reason'] for s in skipped]}" if skipped else "")
-            )
+            raise NoEpisodeError(skipped, bag_reports)
         assert layout is not None and stats is not None
         stat_values, relative = stats.finish()
-        report = {
-            "mapping": mapping.name,
-            "fps": mapping.fps,
-            "align_tolerance_s": mapping.tolerance_s,
-            "encoder_threads_per_camera": mapping.video_encoding.threads,
-            "bags": bag_reports,
-            "episodes": episode_reports,
-            "skipped_episodes": skipped,
-            "status": "partial" if skipped else "complete",
-            "seconds": round(time.monotonic() - t_start, 3),
-        }
+        report = conversion_report(mapping, bag_reports, episode_reports, skipped, time.monotonic() - t_start)
         writer.write_meta(layout[0], layout[1], layout[2], layout[3], sizes, stat_values, relative, report)
         root = writer.publish()
     except BaseException:
         writer.abort()
         raise
     return ConvertResult(root, len(writer.episodes), writer.total_frames, skipped, report)
+
+
+def check_paths(bags: Sequence[Path], output: Path) -> list[Path]:
+    """The bags as paths; MappingError when there are none or the output lies inside one."""
+    paths = [Path(b) for b in bags]
+    if not paths:
+        raise MappingError("no input bags given")
+    out = output.resolve()
+    for b in paths:
+        br = b.resolve()
+        if out == br or br in out.parents:
+            raise MappingError(f"output {out} is inside input bag {br}; bags are never modified")
+    return paths
+
+
+def conversion_report(
+    mapping: Mapping,
+    bags: list[dict[str, Any]],
+    episodes: list[dict[str, Any]],
+    skipped: list[dict[str, Any]],
+    seconds: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """``meta/conversion_report.json``: what was read, what each episode holds, what was left out."""
+    return {
+        "mapping": mapping.name,
+        "fps": mapping.fps,
+        "align_tolerance_s": mapping.tolerance_s,
+        "encoder_threads_per_camera": mapping.video_encoding.threads,
+        **extra,
+        "bags": bags,
+        "episodes": episodes,
+        "skipped_episodes": skipped,
+        "status": "partial" if skipped else "complete",
+        "seconds": round(seconds, 3),
+    }
 
 
 def _index_topics(mapping: Mapping) -> set[str]:

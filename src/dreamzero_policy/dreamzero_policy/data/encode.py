@@ -97,13 +97,14 @@ class _Item:
     frame: Future[np.ndarray] | None = None  # decoded in the shared pool, or None: decode in order
 
 
-def decode_pool(cameras: int) -> ThreadPoolExecutor | None:
+def decode_pool(cameras: int, cores: int | None = None) -> ThreadPoolExecutor | None:
     """Threads that decode frames ahead of the camera workers, on machines with cores to spare.
 
     Each camera's worker encodes in order (H.264 is sequential); decoding is not, so with more
     cores than cameras the spare ones decode upcoming frames. None where every core is taken.
+    ``cores``: what this conversion may use (all of the machine's unless bags convert in parallel).
     """
-    spare = (os.cpu_count() or 1) - cameras - 1  # one core reads the bag
+    spare = (cores or os.cpu_count() or 1) - cameras - 1  # one core reads the bag
     return ThreadPoolExecutor(max_workers=spare, thread_name_prefix="decode") if spare > 0 else None
 
 
@@ -162,6 +163,7 @@ def encode_selected(
     wanted: dict[str, dict[int, list[Target]]],
     decoders: dict[str, FrameDecoder],
     on_frame: Callable[[], None] | None = None,
+    cores: int | None = None,
 ) -> None:
     """Read ``wanted``'s topics from ``bag`` (a :class:`~dreamzero_policy.data.bagio.Bag`) and encode.
 
@@ -169,7 +171,7 @@ def encode_selected(
     bag order). Writers are neither closed nor aborted here; the caller owns them. Raises the first
     worker error, or the reader's :class:`BagReadError`.
     """
-    pool = decode_pool(len(wanted))
+    pool = decode_pool(len(wanted), cores)
     workers = {t: CameraWorker(bag.path, t, decoders[t], pool) for t in wanted}
     for w in workers.values():
         w.start()

@@ -285,13 +285,19 @@ class LiveConversion:
     """Follows one episode's grid during pass 1: frames to the encoders, rows to a spill."""
 
     def __init__(
-        self, bag: Any, mapping: Mapping, episode: int, stage: Path, decoders: dict[str, FrameDecoder]
+        self,
+        bag: Any,
+        mapping: Mapping,
+        episode: int,
+        stage: Path,
+        decoders: dict[str, FrameDecoder],
+        cores: int | None = None,
     ) -> None:
         self.bag, self.mapping = bag, mapping
         self.period = mapping.period_ns
         self._types = {t: info.msgtype for t, info in bag.topics().items()}
         self.cameras: dict[str, _Camera] = {}
-        self._pool = decode_pool(len({v.topic for v in mapping.video}))
+        self._pool = decode_pool(len({v.topic for v in mapping.video}), cores)
         self.columns: list[_Column] = []
         for v in mapping.video:
             cam = self.cameras.get(v.topic)

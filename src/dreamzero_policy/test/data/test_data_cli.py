@@ -56,6 +56,15 @@ def test_data_cli_convert_partial_and_inspect(tmp_path: Path, capsys: pytest.Cap
     assert main([*base, "-o", str(tmp_path / "two"), "--skip-bad-episodes", "--two-pass"]) == 3
     report2 = json.loads((tmp_path / "two" / "meta" / "conversion_report.json").read_text())
     assert [b["video_pass"] for b in report2["bags"]] == ["second (single pass turned off)"] * 2
+    # Two bags at once in worker processes: the same partial outcome and the same skipped episode.
+    assert main([*base, "-o", str(tmp_path / "jobs"), "--skip-bad-episodes", "--jobs", "2"]) == 3
+    report3 = json.loads((tmp_path / "jobs" / "meta" / "conversion_report.json").read_text())
+    assert report3["jobs"] == 2 and report3["skipped_episodes"] == report["skipped_episodes"]
+    capsys.readouterr()
+    for bad_jobs in ("0", "two"):
+        with pytest.raises(SystemExit) as info:
+            main([*base, "-o", str(tmp_path / "never"), "--jobs", bad_jobs])
+        assert info.value.code == 2 and "argument --jobs/-j: must be a whole number >= 1" in capsys.readouterr().err
     capsys.readouterr()
 
     assert (

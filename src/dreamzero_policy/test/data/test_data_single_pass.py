@@ -171,8 +171,8 @@ def test_decode_pool_output_equals_in_order_decoding(
     pools: list[object] = []
     real_pool = encode.decode_pool
 
-    def spy(cameras: int) -> object:
-        pools.append(real_pool(cameras))
+    def spy(cameras: int, cores: int | None = None) -> object:
+        pools.append(real_pool(cameras, cores))
         return pools[-1]
 
     monkeypatch.setattr(encode.os, "cpu_count", lambda: 1)
