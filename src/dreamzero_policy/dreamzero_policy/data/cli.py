@@ -21,6 +21,7 @@ EPILOG = """\
 examples:
   dreamzero data convert rosbag2_2025_01_01 --mapping droid_franka --output ~/data/droid_ft
   dreamzero data convert recordings/ --mapping config/datasets/yam.yaml --output out --overwrite
+  dreamzero data convert recordings/ --mapping droid_franka --output out --jobs 8   # 8 bags at once
   dreamzero data inspect rosbag2_2025_01_01 --mapping droid_franka --plots plots/
   dreamzero data inspect ~/data/droid_ft
   dreamzero data inspect rosbag2_2025_01_01 --starter-mapping config/datasets/my_robot.yaml
