@@ -25,6 +25,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dreamzero_policy.data.allocators import use_lean_allocators
+
 if TYPE_CHECKING:
     from dreamzero_policy.data.convert import ConvertOptions, ConvertResult
     from dreamzero_policy.data.layout import DatasetWriter
@@ -53,7 +55,10 @@ def convert_parallel(bags: Sequence[Path], mapping: Mapping, output: Path, opts:
     try:
         parts_dir = writer.stage / ".parts"
         bar = tqdm(total=len(paths), desc=f"bags ({jobs} at once)", unit="bag", disable=not opts.progress)
-        with bar, ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        # Spawned, not forked: the parent has threads (progress bar, pyarrow) a fork would copy mid-flight.
+        # Each worker sets its allocators first thing, before the task's arguments import pyarrow.
+        pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=use_lean_allocators)
+        with bar, pool:
             futures = [
                 pool.submit(convert_part, bag, mapping, parts_dir / f"{i:06d}", part_opts)
                 for i, bag in enumerate(paths)
@@ -85,9 +90,6 @@ class Part:
 
 def convert_part(bag: Path, mapping: Mapping, root: Path, opts: ConvertOptions) -> Part:
     """In a worker process: one bag into a one-bag dataset at ``root``."""
-    from dreamzero_policy.data.allocators import use_lean_allocators
-
-    use_lean_allocators()  # before pyarrow is imported, as `dreamzero data convert` does
     from dreamzero_policy.data.convert import NoEpisodeError, convert
 
     try:
