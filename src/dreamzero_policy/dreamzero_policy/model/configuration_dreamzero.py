@@ -283,57 +283,52 @@ class DreamZeroConfig:
 
 # --- presets --------------------------------------------------------------------------------------
 
+# Tens of M DiT params; the `small` configuration of the official CPU timings (performance-anchors.md).
+_SMALL: dict[str, Any] = dict(
+    dim=512,
+    ffn_dim=2048,
+    num_layers=8,
+    num_heads=8,
+    text_dim=512,
+    text_len=32,
+    latent_height=8,
+    latent_width=16,
+    num_action_per_block=24,
+    hidden_size=1024,
+    encoders=dict(
+        text_vocab_size=384,
+        text_layers=2,
+        text_heads=8,
+        text_d_kv=64,
+        text_d_ff=1024,
+        text_rel_buckets=16,
+        vae_base_dim=16,
+    ),
+)
+
+# The text and image encoders both official backbones use: UMT5-XXL and open-clip ViT-H/14.
+_UMT5_XXL_CLIP_H: dict[str, Any] = dict(
+    tokenizer="umt5-xxl",
+    text_vocab_size=256384,
+    text_layers=24,
+    text_heads=64,
+    text_d_kv=64,
+    text_d_ff=10240,
+    text_rel_buckets=32,
+    clip_layers=32,
+    clip_heads=16,
+    clip_intermediate=5120,
+    clip_image_size=224,
+    clip_patch_size=14,
+)
+
 _PRESETS: dict[str, dict[str, Any]] = {
     # The parity fixture's official tiny CausalWanModel (shared/reference/parity/config.json).
     "tiny": {},
-    # Tens of M DiT params; the `small` configuration of the official CPU timings (performance-anchors.md).
-    "small": dict(
-        dim=512,
-        ffn_dim=2048,
-        num_layers=8,
-        num_heads=8,
-        text_dim=512,
-        text_len=32,
-        latent_height=8,
-        latent_width=16,
-        num_action_per_block=24,
-        hidden_size=1024,
-        encoders=dict(
-            text_vocab_size=384,
-            text_layers=2,
-            text_heads=8,
-            text_d_kv=64,
-            text_d_ff=1024,
-            text_rel_buckets=16,
-            vae_base_dim=16,
-        ),
-    ),
+    "small": _SMALL,
     # `small` in the 1-step ("Flash") mode without CFG: one DiT evaluation per chunk instead of 16 steps x 2
     # (cond + uncond) with 8 skipped. For the CPU demo, where `small`'s ~3-9 s per chunk cannot keep up.
-    "small-flash": dict(
-        dim=512,
-        ffn_dim=2048,
-        num_layers=8,
-        num_heads=8,
-        text_dim=512,
-        text_len=32,
-        latent_height=8,
-        latent_width=16,
-        num_action_per_block=24,
-        hidden_size=1024,
-        num_inference_steps=1,
-        dit_step_mask=(True,),
-        cfg_scale=1.0,
-        encoders=dict(
-            text_vocab_size=384,
-            text_layers=2,
-            text_heads=8,
-            text_d_kv=64,
-            text_d_ff=1024,
-            text_rel_buckets=16,
-            vae_base_dim=16,
-        ),
-    ),
+    "small-flash": {**_SMALL, "num_inference_steps": 1, "dit_step_mask": (True,), "cfg_scale": 1.0},
     # Wan2.1-I2V-14B backbone, DROID I/O: 3-view mosaic 352x640 -> 44x80 latent (880 tokens/frame).
     "dreamzero-14b": dict(
         dim=5120,
@@ -347,18 +342,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         num_action_per_block=24,
         hidden_size=1024,
         encoders=dict(
-            tokenizer="umt5-xxl",
-            text_vocab_size=256384,
-            text_layers=24,
-            text_heads=64,
-            text_d_kv=64,
-            text_d_ff=10240,
-            text_rel_buckets=32,
-            clip_layers=32,
-            clip_heads=16,
-            clip_intermediate=5120,
-            clip_image_size=224,
-            clip_patch_size=14,
+            **_UMT5_XXL_CLIP_H,
             vae_base_dim=96,
             vae_num_res_blocks=2,
         ),
@@ -379,18 +363,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         num_action_per_block=24,
         hidden_size=1024,
         encoders=dict(
-            tokenizer="umt5-xxl",
-            text_vocab_size=256384,
-            text_layers=24,
-            text_heads=64,
-            text_d_kv=64,
-            text_d_ff=10240,
-            text_rel_buckets=32,
-            clip_layers=32,
-            clip_heads=16,
-            clip_intermediate=5120,
-            clip_image_size=224,
-            clip_patch_size=14,
+            **_UMT5_XXL_CLIP_H,
             vae_base_dim=160,
             vae_decoder_base_dim=256,
             vae_num_res_blocks=2,
