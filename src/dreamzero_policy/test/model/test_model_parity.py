@@ -70,20 +70,18 @@ def test_tiny_preset_matches_fixture_config() -> None:
     assert cfg.max_attention_tokens == 72
 
 
+def _forward_train(
+    model: DreamZeroDiT, tf: dict[str, torch.Tensor], shared: dict[str, torch.Tensor], **kwargs: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixture's train_forward case through ``model`` (its recorded inputs, in the official order)."""
+    args = (tf[k] for k in ("x", "timestep", "clean_x", "context", "action", "timestep_action", "state"))
+    with torch.no_grad():
+        return model.forward_train(*args, y=tf["y"], clip_feature=shared["clip_feature"], **kwargs)
+
+
 def test_train_forward(model: DreamZeroDiT, shared: dict[str, torch.Tensor]) -> None:
     tf = load_case("train_forward")
-    with torch.no_grad():
-        v, a = model.forward_train(
-            tf["x"],
-            tf["timestep"],
-            tf["clean_x"],
-            tf["context"],
-            tf["action"],
-            tf["timestep_action"],
-            tf["state"],
-            y=tf["y"],
-            clip_feature=shared["clip_feature"],
-        )
+    v, a = _forward_train(model, tf, shared)
     assert _maxdiff(v, tf["out.video_velocity"]) <= DIT_ATOL
     assert _maxdiff(a, tf["out.action_velocity"]) <= DIT_ATOL
 
@@ -91,19 +89,7 @@ def test_train_forward(model: DreamZeroDiT, shared: dict[str, torch.Tensor]) -> 
 def test_train_forward_state_mask_matters(model: DreamZeroDiT, shared: dict[str, torch.Tensor]) -> None:
     """The inference-pattern option changes the output (so the official default is really what matched)."""
     tf = load_case("train_forward")
-    with torch.no_grad():
-        v, _ = model.forward_train(
-            tf["x"],
-            tf["timestep"],
-            tf["clean_x"],
-            tf["context"],
-            tf["action"],
-            tf["timestep_action"],
-            tf["state"],
-            y=tf["y"],
-            clip_feature=shared["clip_feature"],
-            state_self_only=False,
-        )
+    v, _ = _forward_train(model, tf, shared, state_self_only=False)
     assert _maxdiff(v, tf["out.video_velocity"]) > 1e-3
 
 
