@@ -130,3 +130,23 @@ def test_parallel_options_are_checked_and_shared_out(tmp_path: Path) -> None:
     pool = decode_pool(3, cores=8)
     assert pool is not None
     pool.shutdown()
+
+
+def test_parallel_ctrl_c_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C in the parent while workers run: they finish or stop, and neither the dataset nor the
+    # staging tree (with the workers' one-bag datasets in it) remains.
+    from dreamzero_policy.data import parallel
+
+    bags = _bags(tmp_path, [SynthSpec(duration_s=1.0, seed=i) for i in range(3)])
+    real = parallel._results_in_order
+
+    def interrupted(futures: list) -> list:
+        real(futures[:1])  # one part is complete on disk
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parallel, "_results_in_order", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        convert(
+            bags, mapping_from_dict(mapping_dict(SynthSpec())), tmp_path / "ds", ConvertOptions(progress=False, jobs=2)
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag0", "bag1", "bag2"]
