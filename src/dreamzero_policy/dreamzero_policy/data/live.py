@@ -19,6 +19,7 @@ the error exactly as before. Tests convert bags both ways and compare the result
 from __future__ import annotations
 
 import shutil
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ class _Camera(_Stamps):
         """Nearest frame to ``tick`` (ties to the earlier one); returns (ordinal, raw) if it is a new frame."""
         frames = self.frames
         stamps = [f[0] for f in frames]  # a few frames: those newer than the previous tick's
-        right = next((i for i, t in enumerate(stamps) if t >= tick), len(stamps) - 1)
+        right = min(bisect_left(stamps, tick), len(stamps) - 1)
         for _ in range(_nearer(stamps, right, tick)):
             frames.popleft()  # later ticks never pick an earlier frame
         self.stamp, ordinal, raw = frames[0]
@@ -145,12 +146,13 @@ class _Series(_Stamps):
 
     def nearest(self, query: int) -> int | None:
         """Index of the nearest final sample (ties to the earlier), or None while a nearer one may come."""
-        right = next((i for i, t in enumerate(self.times) if t >= query), None)
-        if right is None:
-            if not self.ended or not self.times:
+        times = self.times
+        right = bisect_left(times, query)  # stamps are strictly increasing
+        if right == len(times):
+            if not self.ended or not times:
                 return None
-            right = len(self.times) - 1
-        return _nearer(self.times, right, query)
+            right -= 1
+        return _nearer(times, right, query)
 
     def prune(self, query: int) -> None:
         """Forget samples that no query at or after ``query`` can pick."""
@@ -313,6 +315,8 @@ class LiveConversion:
             )
             self.columns.append(_Column(f"video.{v.key}", v.key, v.topic, cam))
         self.series: list[_Series] = []
+        self._series_columns: list[_Column] = []  # the columns read from series, in column order (set by require)
+        self._prune_by: list[tuple[_Series, list[_Column]]] = []  # each series and the columns that read it
         self.video_only = False
         self.lag = 0
         self.spill = _RowSpill(stage / f".rows-{episode:06d}")
@@ -348,6 +352,8 @@ class LiveConversion:
                 name = f"action.{a.key} (next {a.next_state})"
                 self.columns.append(_Column(f"action.{a.key}", name, series.topic, series, ahead_ns=ahead))
                 self.lag = 1
+        self._series_columns = [c for c in self.columns if isinstance(c.source, _Series)]
+        self._prune_by = [(s, [c for c in self._series_columns if c.source is s]) for s in self.series]
 
     # -- feeding ----------------------------------------------------------------------------
 
@@ -386,14 +392,13 @@ class LiveConversion:
         fps, tol = self.mapping.fps, self.mapping.tolerance_s
         while (end - self.start) / self.period + 1e-9 >= self.ticks + self.lag:
             tick = self.start + round(self.ticks * self.period)
-            for c in self.columns:  # first make sure every key can decide
-                if isinstance(c.source, _Series):
-                    c.query = tick + c.ahead_ns + c.source.offset
-                    index = c.source.nearest(c.query)
-                    if index is None:  # until a sample at or after the query arrives
-                        self._wait = (c.source, c.query)
-                        return
-                    c.index = index
+            for c in self._series_columns:  # first make sure every key can decide
+                c.query = tick + c.ahead_ns + c.source.offset
+                index = c.source.nearest(c.query)
+                if index is None:  # until a sample at or after the query arrives
+                    self._wait = (c.source, c.query)
+                    return
+                c.index = index
             for cam in self.cameras.values():
                 fresh = cam.select(tick)
                 if fresh is not None:
@@ -407,8 +412,8 @@ class LiveConversion:
                 else:
                     c.account(c.source.times[c.index], c.query, fps, tol)
                     c.row = c.source.rows[c.index]
-            for s in self.series:
-                s.prune(min(c.query for c in self.columns if c.source is s))
+            for series, columns in self._prune_by:
+                series.prune(min(c.query for c in columns))
             self._emit(tick)
             self.ticks += 1
         # The grid's end is the limiting stream's newest stamp; the next tick needs it this far.
