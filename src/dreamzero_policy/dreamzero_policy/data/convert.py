@@ -7,7 +7,8 @@ stamps and low-dim values, ``plan.py`` plans each episode, pass 2 streams the se
 (``encode.py``). Any error (corrupt bag, gap beyond tolerance, bad image) aborts the whole run and
 removes the staging directory, unless ``skip_bad_episodes`` is set, in which case rejected
 *episodes* are reported and the result is marked partial (exit code 3), never success. Input
-bags are only ever opened read-only.
+bags are only ever opened read-only. With ``jobs`` > 1, bags convert in worker processes and are
+joined into the same dataset (``parallel.py``).
 """
 
 from __future__ import annotations
@@ -377,5 +378,6 @@ __all__ = [
     "BagReadError",
     "ConvertOptions",
     "ConvertResult",
+    "NoEpisodeError",
     "convert",
 ]
