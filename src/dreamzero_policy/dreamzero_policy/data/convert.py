@@ -47,9 +47,6 @@ class NoEpisodeError(AlignmentError):
         super().__init__("no episode could be converted" + reasons)
         self.skipped, self.bags = skipped, bags or []
 
-    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker process, re-raised in the parent
-        return (NoEpisodeError, (self.skipped, self.bags))
-
 
 @dataclass
 class ConvertOptions:
@@ -225,7 +222,7 @@ def convert(
     if opts.jobs < 1:
         raise MappingError(f"jobs must be >= 1, got {opts.jobs}")
     if opts.jobs > 1 and len(bags) > 1:
-        from dreamzero_policy.data.parallel import convert_parallel  # it calls back into convert()
+        from dreamzero_policy.data.parallel import convert_parallel  # imports this module
 
         return convert_parallel(bags, mapping, output, opts)
     threads = cv2.getNumThreads()
@@ -242,8 +239,7 @@ def _convert(bags: Sequence[Path], mapping: Mapping, output: Path, opts: Convert
     bags = check_paths(bags, output)
     out = output.resolve()
     typestore = make_typestore(opts.msg_dirs)
-    cameras = len({v.topic for v in mapping.video})
-    mapping = replace(mapping, video_encoding=mapping.video_encoding.for_cameras(cameras, opts.cores))
+    mapping = with_encoder_threads(mapping, opts.cores)
     writer = DatasetWriter(out, mapping, overwrite=opts.overwrite)
     t_start = time.monotonic()
     try:
@@ -338,6 +334,12 @@ def check_paths(bags: Sequence[Path], output: Path) -> list[Path]:
         if out == br or br in out.parents:
             raise MappingError(f"output {out} is inside input bag {br}; bags are never modified")
     return paths
+
+
+def with_encoder_threads(mapping: Mapping, cores: int | None) -> Mapping:
+    """``mapping`` with ``video_encoding.threads: auto`` made a number for its cameras and ``cores``."""
+    cameras = len({v.topic for v in mapping.video})
+    return replace(mapping, video_encoding=mapping.video_encoding.for_cameras(cameras, cores))
 
 
 def conversion_report(

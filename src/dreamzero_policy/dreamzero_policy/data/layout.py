@@ -44,6 +44,16 @@ def video_column(key: str) -> str:
     return f"observation.images.{key}"
 
 
+def sync_column(key: str) -> str:
+    """A sync stamp's parquet column: the grid's ``stamp_ns`` -> ``sync.stamp_ns``, ``X`` -> ``sync.X.stamp_ns``."""
+    return "sync.stamp_ns" if key == "stamp_ns" else f"sync.{key}.stamp_ns"
+
+
+def sync_key(column: str) -> str:
+    """The inverse of :func:`sync_column`."""
+    return "stamp_ns" if column == "sync.stamp_ns" else column.removeprefix("sync.").removesuffix(".stamp_ns")
+
+
 def data_path(root: Path, episode: int) -> Path:
     return root / DATA_PATH.format(episode_chunk=episode // CHUNK_SIZE, episode_index=episode)
 
@@ -161,7 +171,7 @@ class DatasetWriter:
         cols["task_index"] = pa.array(np.full(n, task, np.int64))
         cols[LANGUAGE_COLUMN] = pa.array([instruction] * n, pa.string())
         for key, stamps in sync.items():
-            cols["sync.stamp_ns" if key == "stamp_ns" else f"sync.{key}.stamp_ns"] = pa.array(stamps.astype(np.int64))
+            cols[sync_column(key)] = pa.array(stamps.astype(np.int64))
         return cols
 
     def _features(

@@ -23,32 +23,35 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tqdm import tqdm
+
+from dreamzero_policy.core.errors import MappingError
 from dreamzero_policy.data.allocators import use_lean_allocators
-
-if TYPE_CHECKING:
-    from dreamzero_policy.data.convert import ConvertOptions, ConvertResult
-    from dreamzero_policy.data.layout import DatasetWriter
-    from dreamzero_policy.data.mapping import Mapping
-    from dreamzero_policy.data.reader import DatasetReader
+from dreamzero_policy.data.convert import (
+    ConvertOptions,
+    ConvertResult,
+    NoEpisodeError,
+    check_paths,
+    conversion_report,
+    convert,
+    with_encoder_threads,
+)
+from dreamzero_policy.data.layout import DatasetWriter, sync_key, video_column, video_path
+from dreamzero_policy.data.mapping import Mapping
+from dreamzero_policy.data.reader import DatasetReader
+from dreamzero_policy.data.stats import StatsAccumulator
 
 Layout = tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]], list[str], list[str]]
 
 
 def convert_parallel(bags: Sequence[Path], mapping: Mapping, output: Path, opts: ConvertOptions) -> ConvertResult:
     """``convert(bags, ...)`` with ``opts.jobs`` bags converting at once."""
-    from tqdm import tqdm
-
-    from dreamzero_policy.data.convert import ConvertResult, NoEpisodeError, check_paths
-    from dreamzero_policy.data.layout import DatasetWriter
-
     paths = check_paths(bags, output)
     jobs = min(opts.jobs, len(paths))
     cores = max(1, (opts.cores or os.cpu_count() or 1) // jobs)
-    cameras = len({v.topic for v in mapping.video})
-    # Resolved here: a worker would otherwise share out the whole machine's cores again.
-    mapping = replace(mapping, video_encoding=mapping.video_encoding.for_cameras(cameras, cores))
+    mapping = with_encoder_threads(mapping, cores)  # what each worker uses, for the joined report
     part_opts = replace(opts, jobs=1, cores=cores, progress=False, overwrite=False)
     t_start = time.monotonic()
     writer = DatasetWriter(output.resolve(), mapping, overwrite=opts.overwrite)
@@ -90,8 +93,6 @@ class Part:
 
 def convert_part(bag: Path, mapping: Mapping, root: Path, opts: ConvertOptions) -> Part:
     """In a worker process: one bag into a one-bag dataset at ``root``."""
-    from dreamzero_policy.data.convert import NoEpisodeError, convert
-
     try:
         result = convert([bag], mapping, root, opts)
     except NoEpisodeError as exc:  # fine for one bag of many: only a run without any episode fails
@@ -118,12 +119,6 @@ def _join(
     report_extra: dict[str, Any],
 ) -> dict[str, Any]:
     """Append every part's episodes to ``writer`` in order, write the meta files; return the report."""
-    from dreamzero_policy.core.errors import MappingError
-    from dreamzero_policy.data.convert import conversion_report
-    from dreamzero_policy.data.layout import video_path
-    from dreamzero_policy.data.reader import DatasetReader
-    from dreamzero_policy.data.stats import StatsAccumulator
-
     layout: Layout | None = None
     stats: StatsAccumulator | None = None
     sizes: dict[str, tuple[int, int]] = {}
@@ -149,7 +144,7 @@ def _join(
             columns = part.episode(i).columns
             new = len(writer.episodes)
             state, action = columns.get("observation.state"), columns.get("action")
-            sync = {_sync_key(k): v for k, v in columns.items() if k.startswith("sync.")}
+            sync = {sync_key(k): v for k, v in columns.items() if k.startswith("sync.")}
             extra = {k: v for k, v in meta.items() if k not in ("episode_index", "tasks", "length")}
             writer.write_episode(new, meta["tasks"][0], state, action, sync, extra)
             stats.add(state, None if meta.get("video_only") else action)
@@ -181,12 +176,5 @@ def _layout(part: DatasetReader) -> Layout:
 
 
 def _video_sizes(part: DatasetReader) -> dict[str, tuple[int, int]]:
-    from dreamzero_policy.data.layout import video_column
-
     shapes = {k: part.info["features"][video_column(k)]["shape"] for k in part.video_keys}
     return {k: (int(s[1]), int(s[0])) for k, s in shapes.items()}
-
-
-def _sync_key(column: str) -> str:
-    """A parquet sync column back to the writer's key: ``sync.X.stamp_ns`` -> ``X`` (``sync.stamp_ns`` stays)."""
-    return "stamp_ns" if column == "sync.stamp_ns" else column.removeprefix("sync.").removesuffix(".stamp_ns")
