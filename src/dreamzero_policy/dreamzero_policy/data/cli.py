@@ -13,6 +13,7 @@ import dataclasses
 import json
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 from dreamzero_policy.core.errors import DatasetError, MappingError
@@ -228,11 +229,12 @@ def _inspect(args: argparse.Namespace) -> int:
             reports.append({"bag": str(bag), "error": str(exc)})
     if args.json:
         print(json.dumps({"bags": reports}, indent=2, default=str))
-    for rep in reports if not args.json else ():
-        if "error" in rep:
-            print(f"bag {rep['bag']}: FAILED: {rep['error']}")
-        else:
-            _print_bag_report(rep)
+    else:
+        for rep in reports:
+            if "error" in rep:
+                print(f"bag {rep['bag']}: FAILED: {rep['error']}")
+            else:
+                _print_bag_report(rep)
     readable = [rep for rep in reports if "error" not in rep]
     if args.starter_mapping is not None and readable:
         _write_starter(readable[0], args.starter_mapping)
@@ -268,11 +270,9 @@ def _convert(args: argparse.Namespace) -> int:
     )
     result = convert(bags, mapping, args.output, opts)
     print(f"wrote {result.episodes} episodes, {result.frames} frames from {len(bags)} bag(s) to {result.root}")
-    video_only: dict[str, int] = {}  # reason -> episodes: a mistyped action topic must not pass unnoticed
-    for e in result.report["episodes"]:
-        if e.get("video_only"):
-            reason = str(e.get("video_only_reason", "no actions"))
-            video_only[reason] = video_only.get(reason, 0) + 1
+    # Episodes per video-only reason: a mistyped action topic must not pass unnoticed.
+    episodes = result.report["episodes"]
+    video_only = Counter(str(e.get("video_only_reason", "no actions")) for e in episodes if e.get("video_only"))
     for reason, count in video_only.items():
         print(
             f"WARNING: {count} of {result.episodes} episodes are video-only (no actions: they train the video loss "
